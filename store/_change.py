@@ -1,0 +1,353 @@
+"""Changes: the unit of replicated state.
+
+Theory of operation. Every write is a change made by one node, its *origin*::
+
+    body = {v: 1, o: origin, s: seq, p: prev, t: [kind, name], h: [wall_ms, counter],
+            a: author, m: manager, ops: [...], seen: [[path, origin, seq], ...], at?: ms}
+    envelope = [body (canonical CBOR bytes), origin_sig, author_sig | null]
+    digest = sha256(envelope)
+
+Each origin numbers its changes 1, 2, 3 … (``seq``) and puts the digest of its previous
+envelope in ``prev`` (32 zero bytes for seq 1), so an origin's changes form a hash chain. The
+origin signs the body with Ed25519. Because the digest covers the whole envelope, signatures
+included, the signature on the newest change of a contiguous run vouches for every change
+before it: a receiver checks N hash links and *one* signature.
+
+When the author is not the origin (an operator's edit accepted by a node), the author also
+signs ``author_content`` (author, manager, target, ops, ``at``: when the author signed); a
+node accepts such a change only within the clock drift bound of ``at``, which bounds replay.
+
+``ops`` are ``["set", path, leaf]``, ``["del", path]`` (the root path ``[]`` deletes the
+object), ``["new", []]`` (creates or re-creates the object), ``["share", path, [managers]]``
+and ``["own", path, manager]`` (grant write access to, or transfer ownership of, the fields
+under ``path``). ``seen`` records, for each field the change overwrites, which change had last
+written it when the author looked: the fold uses it to tell an informed overwrite from a
+concurrent one (a conflict).
+
+Decoding never trusts its input: anything that is not exactly this shape raises
+`MalformedChangeError`, a peer's fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NewType
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from store._errors import MalformedChangeError, SignatureError
+from store._hlc import MAX_COUNTER, Hlc
+from store._path import Path, check_leaf, check_path, format_path
+
+NodeId = NewType("NodeId", str)
+FORMAT_VERSION = 1
+ZERO_DIGEST = b"\x00" * 32
+MAX_CHANGE_BYTES = 1 << 20
+MAX_OPS = 10_000
+OP_NAMES = frozenset({"set", "del", "new", "share", "own"})
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-@/]{0,252}$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ChangeId:
+    origin: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.origin}:{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    op: str
+    path: Path
+    arg: Any = None
+
+    def to_wire(self) -> list[Any]:
+        if self.op in ("del", "new"):
+            return [self.op, list(self.path)]
+        if self.op == "share":
+            return [self.op, list(self.path), list(self.arg)]
+        return [self.op, list(self.path), self.arg]
+
+    def __str__(self) -> str:
+        if self.op in ("del", "new"):
+            return f"{self.op} {format_path(self.path)}"
+        return f"{self.op} {format_path(self.path)} {self.arg!r}"
+
+
+Seen = tuple[Path, ChangeId]
+SortKey = tuple[int, int, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    origin: str
+    seq: int
+    prev: bytes
+    kind: str
+    name: str
+    hlc: Hlc
+    author: str
+    manager: str
+    ops: tuple[Op, ...]
+    seen: tuple[Seen, ...]
+    at: int | None
+    body: bytes
+    origin_sig: bytes
+    author_sig: bytes | None
+    envelope: bytes
+    digest: bytes
+
+    @property
+    def id(self) -> ChangeId:
+        return ChangeId(self.origin, self.seq)
+
+    @property
+    def sort_key(self) -> SortKey:
+        """Fold order: (hlc, origin), then seq (an origin's hlc never repeats)."""
+        return (self.hlc.wall_ms, self.hlc.counter, self.origin, self.seq)
+
+    @property
+    def target(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError(f"{what} must be 1-253 characters of [A-Za-z0-9._-@/], got {value!r}")
+    return value
+
+
+def check_manager(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 253:
+        raise ValueError(f"a manager is a non-empty string of ≤253 chars, got {value!r}")
+    return value
+
+
+def check_op(raw: object) -> Op:
+    if not isinstance(raw, list | tuple) or not 2 <= len(raw) <= 3:
+        raise ValueError(f"an op is [name, path] or [name, path, arg], got {raw!r}")
+    name = raw[0]
+    if name not in OP_NAMES:
+        raise ValueError(f"unknown op {name!r}; known ops are {sorted(OP_NAMES)}")
+    if name in ("del", "new"):
+        if len(raw) != 2:
+            raise ValueError(f"op {name!r} takes no argument")
+        path = check_path(raw[1], allow_root=True)
+        if name == "new" and path:
+            raise ValueError("op 'new' applies to the object root, []")
+        return Op(name, path)
+    if len(raw) != 3:
+        raise ValueError(f"op {name!r} needs an argument")
+    path = check_path(raw[1], allow_root=name != "set")
+    arg = raw[2]
+    if name == "set":
+        arg = check_leaf(arg)
+    elif name == "share":
+        if not isinstance(arg, list | tuple):
+            raise ValueError(f"'share' takes a list of managers, got {arg!r}")
+        arg = tuple(sorted({check_manager(m) for m in arg}))
+    else:
+        arg = check_manager(arg)
+    return Op(name, path, arg)
+
+
+def author_content(
+    *, author: str, manager: str, kind: str, name: str, ops: Sequence[Op], at: int
+) -> bytes:
+    """The bytes an author (e.g. an operator) signs for an edit a node will commit."""
+    return cbor2.dumps(
+        {"a": author, "m": manager, "t": [kind, name], "ops": [o.to_wire() for o in ops], "at": at},
+        canonical=True,
+    )
+
+
+def make_change(
+    *,
+    signer: Ed25519PrivateKey,
+    origin: str,
+    seq: int,
+    prev: bytes,
+    kind: str,
+    name: str,
+    hlc: Hlc,
+    author: str,
+    manager: str,
+    ops: Sequence[Op],
+    seen: Sequence[Seen] = (),
+    at: int | None = None,
+    author_sig: bytes | None = None,
+) -> Change:
+    """Encode and sign a change made by this node (`origin`)."""
+    body_map: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "o": origin,
+        "s": seq,
+        "p": prev,
+        "t": [kind, name],
+        "h": [hlc.wall_ms, hlc.counter],
+        "a": author,
+        "m": manager,
+        "ops": [o.to_wire() for o in ops],
+        "seen": [[list(p), c.origin, c.seq] for p, c in seen],
+    }
+    if author != origin:
+        if at is None or author_sig is None:
+            raise ValueError("a change authored by someone else needs `at` and `author_sig`")
+        body_map["at"] = at
+    body = cbor2.dumps(body_map, canonical=True)
+    sig = signer.sign(body)
+    envelope = cbor2.dumps([body, sig, author_sig if author != origin else None])
+    return Change(
+        origin=origin,
+        seq=seq,
+        prev=prev,
+        kind=kind,
+        name=name,
+        hlc=hlc,
+        author=author,
+        manager=manager,
+        ops=tuple(ops),
+        seen=tuple(seen),
+        at=body_map.get("at"),
+        body=body,
+        origin_sig=sig,
+        author_sig=author_sig if author != origin else None,
+        envelope=envelope,
+        digest=hashlib.sha256(envelope).digest(),
+    )
+
+
+def decode_change(envelope: object) -> Change:
+    """Bytes from anywhere → a well-formed `Change`, or `MalformedChangeError`."""
+    if not isinstance(envelope, bytes | bytearray | memoryview):
+        raise MalformedChangeError(f"a change is CBOR bytes, got {type(envelope).__name__}")
+    envelope = bytes(envelope)
+    if len(envelope) > MAX_CHANGE_BYTES:
+        raise MalformedChangeError(
+            f"a change is at most {MAX_CHANGE_BYTES} bytes, got {len(envelope)}"
+        )
+    try:
+        outer = cbor2.loads(envelope)
+        if not (isinstance(outer, list) and len(outer) == 3):
+            raise ValueError("the envelope is [body, origin_sig, author_sig]")
+        body, sig, asig = outer
+        if not isinstance(body, bytes) or not isinstance(sig, bytes) or len(sig) != 64:
+            raise ValueError("the envelope holds the body bytes and a 64-byte signature")
+        if asig is not None and (not isinstance(asig, bytes) or len(asig) != 64):
+            raise ValueError("the author signature is 64 bytes or null")
+        m = cbor2.loads(body)
+        return _from_body(m, body=body, sig=sig, asig=asig, envelope=envelope)
+    except MalformedChangeError:
+        raise
+    except Exception as e:  # any decoding failure of untrusted bytes is the peer's fault
+        raise MalformedChangeError(
+            f"refused a malformed change ({type(e).__name__}: {e}); nothing was written"
+        ) from None
+
+
+def _from_body(
+    m: object, *, body: bytes, sig: bytes, asig: bytes | None, envelope: bytes
+) -> Change:
+    if not isinstance(m, dict):
+        raise ValueError("the body is a map")
+    allowed = {"v", "o", "s", "p", "t", "h", "a", "m", "ops", "seen", "at"}
+    if set(m) - allowed:
+        raise ValueError(f"unknown body keys {sorted(map(str, set(m) - allowed))}")
+    if m.get("v") != FORMAT_VERSION:
+        raise ValueError(f"format version {m.get('v')!r} is not {FORMAT_VERSION}")
+    origin = check_id(m.get("o"), "the origin")
+    seq = m.get("s")
+    if type(seq) is not int or seq < 1:
+        raise ValueError(f"seq is an integer ≥ 1, got {seq!r}")
+    prev = m.get("p")
+    if not isinstance(prev, bytes) or len(prev) != 32:
+        raise ValueError("prev is a 32-byte digest")
+    target = m.get("t")
+    if not (isinstance(target, list) and len(target) == 2):
+        raise ValueError("the target is [kind, name]")
+    kind = check_id(target[0], "the kind")
+    name = check_id(target[1], "the object name")
+    h = m.get("h")
+    if not (
+        isinstance(h, list)
+        and len(h) == 2
+        and type(h[0]) is int
+        and type(h[1]) is int
+        and 0 <= h[0] < 2**63
+        and 0 <= h[1] <= MAX_COUNTER
+    ):
+        raise ValueError(f"hlc is [wall_ms, counter], got {h!r}")
+    author = check_id(m.get("a"), "the author")
+    manager = check_manager(m.get("m"))
+    raw_ops = m.get("ops")
+    if not isinstance(raw_ops, list) or not 1 <= len(raw_ops) <= MAX_OPS:
+        raise ValueError(f"ops is a list of 1..{MAX_OPS} operations")
+    ops = tuple(check_op(o) for o in raw_ops)
+    raw_seen = m.get("seen")
+    if not isinstance(raw_seen, list) or len(raw_seen) > 4 * MAX_OPS:
+        raise ValueError("seen is a list of [path, origin, seq]")
+    seen: list[Seen] = []
+    for s in raw_seen:
+        if not (isinstance(s, list) and len(s) == 3 and type(s[2]) is int and s[2] >= 1):
+            raise ValueError(f"a seen entry is [path, origin, seq], got {s!r}")
+        seen.append((check_path(s[0], allow_root=True), ChangeId(check_id(s[1], "origin"), s[2])))
+    at = m.get("at")
+    if author == origin:
+        if at is not None or asig is not None:
+            raise ValueError("a change authored by its origin carries no `at` nor author signature")
+    elif type(at) is not int or asig is None:
+        raise ValueError("a change authored by someone else needs `at` and an author signature")
+    return Change(
+        origin=origin,
+        seq=seq,
+        prev=prev,
+        kind=kind,
+        name=name,
+        hlc=Hlc(h[0], h[1]),
+        author=author,
+        manager=manager,
+        ops=ops,
+        seen=tuple(seen),
+        at=at,
+        body=body,
+        origin_sig=sig,
+        author_sig=asig,
+        envelope=envelope,
+        digest=hashlib.sha256(envelope).digest(),
+    )
+
+
+def verify_origin(change: Change, key: Ed25519PublicKey) -> None:
+    try:
+        key.verify(change.origin_sig, change.body)
+    except InvalidSignature:
+        raise SignatureError(
+            f"change {change.id} ({change.target}): the origin signature does not verify "
+            f"against {change.origin}'s registered key; nothing was written"
+        ) from None
+
+
+def verify_author(change: Change, key: Ed25519PublicKey) -> None:
+    assert change.at is not None and change.author_sig is not None
+    content = author_content(
+        author=change.author,
+        manager=change.manager,
+        kind=change.kind,
+        name=change.name,
+        ops=change.ops,
+        at=change.at,
+    )
+    try:
+        key.verify(change.author_sig, content)
+    except InvalidSignature:
+        raise SignatureError(
+            f"change {change.id} ({change.target}): the signature of its author "
+            f"{change.author} does not verify; nothing was written"
+        ) from None

@@ -1,0 +1,272 @@
+"""The fold: an object's state is a deterministic function of its set of changes.
+
+Theory of operation. An object's changes are applied in *fold order*, ascending
+``(hlc, origin, seq)``. Applying a change in that order gives per-field last-writer-wins by
+``(hlc, origin)`` for free: a field holds the value of the last change in fold order that wrote
+it. Deleting a field or the whole object leaves a tombstone (the deleting change becomes the
+field's writer), so nothing deleted comes back unless a later change writes it again, and
+re-creating a deleted object takes an explicit ``new`` op.
+
+Every change becomes one revision, numbered by its place in fold order; ``revision`` is how
+many changes the object has. A change that arrives late with an older timestamp (after a
+partition) takes its place in that order: the store folds the object again from its first
+change, and later revision numbers move up by one. Any two nodes holding the same changes hold
+byte-identical state (`ObjectState.encode`) and identical history.
+
+Conflicts. A change lists, for each field it overwrites, the change its author saw as that
+field's writer (``seen``). If the field's writer at that point of the fold is a different
+change, the two edits were concurrent: the later one wins, and its history entry records the
+field and the change it overwrote without having seen it.
+
+Ownership is decided here too, against the state just before the change, so every node reaches
+the same verdict. A change touching a field its manager may not write has no effect at all
+(a change is atomic); its history entry lists the fields and their owners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from store._change import Change, ChangeId, SortKey
+from store._hlc import Hlc
+from store._ownership import KindRules, Owners, Refusal
+from store._path import Leaf, Path, is_under, same_leaf, unflatten
+
+CREATED = 1
+DELETED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One revision of an object, as history lists it."""
+
+    change: ChangeId
+    hlc: Hlc
+    author: str
+    manager: str
+    fields: tuple[Path, ...]
+    conflicts: tuple[tuple[Path, ChangeId], ...] = ()
+    refused: tuple[tuple[Path, str], ...] = ()
+    flags: int = 0
+
+    @property
+    def created(self) -> bool:
+        return bool(self.flags & CREATED)
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.flags & DELETED)
+
+    def encode(self) -> bytes:
+        return cbor2.dumps(
+            [
+                self.change.origin,
+                self.change.seq,
+                self.hlc.wall_ms,
+                self.hlc.counter,
+                self.author,
+                self.manager,
+                [list(p) for p in self.fields],
+                [[list(p), c.origin, c.seq] for p, c in self.conflicts],
+                [[list(p), o] for p, o in self.refused],
+                self.flags,
+            ],
+            canonical=True,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> HistoryEntry:
+        o, s, w, c, a, m, f, cf, rf, fl = cbor2.loads(data)
+        return cls(
+            ChangeId(o, s),
+            Hlc(w, c),
+            a,
+            m,
+            tuple(tuple(p) for p in f),
+            tuple((tuple(p), ChangeId(co, cs)) for p, co, cs in cf),
+            tuple((tuple(p), ow) for p, ow in rf),
+            fl,
+        )
+
+
+@dataclass(slots=True)
+class ObjectState:
+    """The folded state of one object, including what the fold needs to continue."""
+
+    kind: str
+    name: str
+    exists: bool = False
+    fields: dict[Path, Leaf] = field(default_factory=dict)
+    writers: dict[Path, ChangeId] = field(default_factory=dict)
+    transfers: dict[Path, str] = field(default_factory=dict)
+    shares: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+    revision: int = 0
+    last_key: SortKey | None = None
+
+    def owners(self, rules: KindRules) -> Owners:
+        return Owners(self.name, rules, self.transfers, self.shares, self.fields)
+
+    def encode(self) -> bytes:
+        """Canonical bytes: equal states encode to equal bytes."""
+        return cbor2.dumps(
+            {
+                "k": self.kind,
+                "n": self.name,
+                "x": self.exists,
+                "r": self.revision,
+                "l": list(self.last_key) if self.last_key else None,
+                "f": [[list(p), self.fields[p]] for p in sorted(self.fields)],
+                "w": [[list(p), c.origin, c.seq] for p, c in sorted(self.writers.items())],
+                "o": [[list(p), m] for p, m in sorted(self.transfers.items())],
+                "s": [[list(p), list(m)] for p, m in sorted(self.shares.items())],
+            },
+            canonical=True,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ObjectState:
+        d: dict[str, Any] = cbor2.loads(data)
+        return cls(
+            kind=d["k"],
+            name=d["n"],
+            exists=d["x"],
+            revision=d["r"],
+            last_key=tuple(d["l"]) if d["l"] else None,
+            fields={tuple(p): v for p, v in d["f"]},
+            writers={tuple(p): ChangeId(o, s) for p, o, s in d["w"]},
+            transfers={tuple(p): m for p, m in d["o"]},
+            shares={tuple(p): tuple(m) for p, m in d["s"]},
+        )
+
+
+def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refusal]:
+    """Every field `change` touches that its manager may not write, given `state`."""
+    owners = state.owners(rules)
+    out: list[Refusal] = []
+    manager = change.manager
+    for op in change.ops:
+        if op.op in ("set", "new"):
+            paths: Iterable[Path] = (op.path,)
+        elif op.op == "del":
+            under = [p for p in state.fields if is_under(p, op.path)] if op.path else []
+            paths = under or (op.path,)
+        else:  # share, own: for the owner alone
+            r = owners.may_govern(manager, op.path)
+            if r is not None:
+                out.append(r)
+            continue
+        for p in paths:
+            r = owners.may_write(manager, p)
+            if r is not None:
+                out.append(r)
+    return out
+
+
+def apply_change(state: ObjectState, change: Change, rules: KindRules) -> HistoryEntry:
+    """Apply `change` to `state` (in place), which must come after every change folded so far."""
+    key = change.sort_key
+    if state.last_key is not None and key <= state.last_key:
+        raise ValueError(f"change {change.id} is not after {state.last_key} in fold order")
+    state.revision += 1
+    state.last_key = key
+    touched: dict[Path, None] = {}
+    for op in change.ops:
+        touched.setdefault(op.path)
+    refused = refusals(state, change, rules)
+    if refused:
+        return HistoryEntry(
+            change.id,
+            change.hlc,
+            change.author,
+            change.manager,
+            tuple(touched),
+            refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
+        )
+    seen = dict(change.seen)
+    conflicts: dict[Path, ChangeId] = {}
+    me = change.id
+
+    def touch(path: Path) -> None:
+        prev = state.writers.get(path)
+        if prev is not None and prev != me and prev != seen.get(path):
+            conflicts.setdefault(path, prev)
+        state.writers[path] = me
+
+    flags = 0
+    for op in change.ops:
+        if op.op == "set":
+            touch(op.path)
+            state.fields[op.path] = op.arg
+        elif op.op == "del":
+            for p in [p for p in state.fields if is_under(p, op.path)]:
+                touch(p)
+                del state.fields[p]
+            if not op.path:
+                touch(())
+                state.exists = False
+                flags |= DELETED
+        elif op.op == "new":
+            touch(())
+            state.exists = True
+            flags |= CREATED
+        elif op.op == "share":
+            if op.arg:
+                state.shares[op.path] = op.arg
+            else:
+                state.shares.pop(op.path, None)
+        elif op.op == "own":
+            state.transfers[op.path] = op.arg
+    return HistoryEntry(
+        change.id,
+        change.hlc,
+        change.author,
+        change.manager,
+        tuple(touched),
+        conflicts=tuple(conflicts.items()),
+        flags=flags,
+    )
+
+
+def fold(
+    kind: str, name: str, changes: Iterable[Change], rules: KindRules
+) -> tuple[ObjectState, list[HistoryEntry]]:
+    """Fold any collection of an object's changes (any order, duplicates allowed)."""
+    unique = {c.id: c for c in changes}
+    state = ObjectState(kind, name)
+    entries = [apply_change(state, c, rules) for c in sorted(unique.values(), key=_key)]
+    return state, entries
+
+
+def _key(c: Change) -> SortKey:
+    return c.sort_key
+
+
+def view(state: ObjectState) -> dict[str, Any]:
+    """The object as users see it: ``{kind, metadata: {name, revision, ...}, spec, status}``."""
+    doc = unflatten(state.fields)
+    meta = doc.pop("metadata", {})
+    out: dict[str, Any] = {
+        "kind": state.kind,
+        "metadata": {"name": state.name, "revision": state.revision, **meta},
+    }
+    out.update(doc)
+    return out
+
+
+def leaves_changed(
+    before: Mapping[Path, Leaf], after: Mapping[Path, Leaf]
+) -> list[tuple[Path, Leaf | None, Leaf | None, str]]:
+    """Field-level differences, sorted by path: (path, before, after, added|removed|changed)."""
+    out: list[tuple[Path, Leaf | None, Leaf | None, str]] = []
+    for p in sorted(set(before) | set(after)):
+        if p not in after:
+            out.append((p, before[p], None, "removed"))
+        elif p not in before:
+            out.append((p, None, after[p], "added"))
+        elif not same_leaf(before[p], after[p]):
+            out.append((p, before[p], after[p], "changed"))
+    return out

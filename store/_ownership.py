@@ -1,0 +1,117 @@
+"""Field ownership: which manager may write which field of an object.
+
+Theory of operation. Each kind declares *owner rules*: a field-path prefix and the manager
+owning every field under it, e.g. for a Pod::
+
+    ()             -> user                      # creating and deleting the object
+    ("spec",)      -> user
+    ("assignment",)-> placement
+    ("status",)    -> node:{assignment.node}    # a template, resolved from the object itself
+
+The owner of a field is given by the longest matching prefix. An object may override its kind's
+rules: ``own`` transfers a prefix to another manager, ``share`` lets named managers write the
+fields under a prefix as well. Both are ops inside ordinary changes, so they are in history and
+replicate like everything else. Only a prefix's owner may share or transfer it.
+
+Templates (``{name}`` for the object's name, ``{a.b}`` for the current value of field a.b)
+make ownership depend on the object's state. That is why the store checks a remote change's
+ownership inside the deterministic fold (where every node sees the same state at the same
+point) and checks a local change against the current state before writing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from store._path import Leaf, Path, format_path, is_under, parse_path, prefixes
+
+_TEMPLATE = re.compile(r"\{([^{}]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRule:
+    prefix: Path
+    owner: str
+
+    def __post_init__(self) -> None:
+        for ref in _TEMPLATE.findall(self.owner):
+            if ref != "name":
+                parse_path(ref)
+
+
+KindRules = Sequence[OwnerRule]
+Rules = Mapping[str, KindRules]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """`manager` may not write `path`, owned by `owner` (a manager, or why there is none)."""
+
+    path: Path
+    owner: str
+    manager: str
+
+    def __str__(self) -> str:
+        return (
+            f"field {format_path(self.path)} is owned by {self.owner}, not by {self.manager}; "
+            f"ask its owner to share it with {self.manager} or to transfer it"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Owners:
+    """What the fold needs to decide ownership for one object."""
+
+    name: str
+    rules: KindRules
+    transfers: Mapping[Path, str]
+    shares: Mapping[Path, tuple[str, ...]]
+    fields: Mapping[Path, Leaf]
+
+    def owner_of(self, path: Path) -> str:
+        """The manager owning `path`; an unresolved template is returned with its reason."""
+        best: tuple[int, str] | None = None
+        for rule in self.rules:
+            if is_under(path, rule.prefix) and (best is None or len(rule.prefix) > best[0]):
+                best = (len(rule.prefix), rule.owner)
+        for prefix, owner in self.transfers.items():
+            if is_under(path, prefix) and (best is None or len(prefix) >= best[0]):
+                best = (len(prefix), owner)
+        if best is None:
+            return "nobody (this kind declares no owner for it)"
+        return self._expand(best[1])
+
+    def may_write(self, manager: str, path: Path) -> Refusal | None:
+        owner = self.owner_of(path)
+        if owner == manager:
+            return None
+        for prefix in prefixes(path):
+            if manager in self.shares.get(prefix, ()):
+                return None
+        return Refusal(path, owner, manager)
+
+    def may_govern(self, manager: str, path: Path) -> Refusal | None:
+        """Sharing and transferring are for the owner alone, not for managers shared with."""
+        owner = self.owner_of(path)
+        return None if owner == manager else Refusal(path, owner, manager)
+
+    def _expand(self, template: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            ref = m.group(1)
+            if ref == "name":
+                return self.name
+            value = self.fields.get(parse_path(ref))
+            if not isinstance(value, str) or not value:
+                raise _UnresolvedError(ref)
+            return value
+
+        try:
+            return _TEMPLATE.sub(sub, template)
+        except _UnresolvedError as e:
+            return f"{template} (nobody while {e.args[0]} is unset)"
+
+
+class _UnresolvedError(Exception):
+    pass

@@ -1,0 +1,134 @@
+"""Field paths and leaves.
+
+An object is stored flat: a map from *field path* (a tuple of map keys, such as
+``("spec", "containers", "web", "image")``) to a *leaf* value (anything but a map: a string,
+number, bool, null, or a list). Maps keyed by name are what make these paths stable, and
+stable paths are what per-field ownership, last-writer-wins and diffs need.
+
+Paths print dotted (``spec.containers.web.image``); a key that is empty or contains a dot,
+bracket or quote prints in brackets (``metadata.labels["app.io/tier"]``) so the printed form
+stays unambiguous and parses back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+Path = tuple[str, ...]
+Leaf = Any
+
+MAX_DEPTH = 32
+MAX_SEGMENT = 253
+_PLAIN = re.compile(r"^[A-Za-z0-9_\-/:@+]+$")
+
+
+def flatten(doc: Mapping[str, Any], prefix: Path = ()) -> dict[Path, Leaf]:
+    """Nested maps to ``{path: leaf}``; empty maps vanish, lists are leaves."""
+    out: dict[Path, Leaf] = {}
+    for key, value in doc.items():
+        if not isinstance(key, str):
+            raise TypeError(f"map key {key!r} at {format_path(prefix)} is not a string")
+        path = (*prefix, key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def unflatten(fields: Mapping[Path, Leaf]) -> dict[str, Any]:
+    """``{path: leaf}`` back to nested maps, keys in sorted order."""
+    root: dict[str, Any] = {}
+    for path in sorted(fields):
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = fields[path]
+    return root
+
+
+def is_under(path: Path, prefix: Path) -> bool:
+    return path[: len(prefix)] == prefix
+
+
+def prefixes(path: Path) -> Iterator[Path]:
+    """Every prefix of `path`, longest first, ending with the root ``()``."""
+    for n in range(len(path), -1, -1):
+        yield path[:n]
+
+
+def format_path(path: Path) -> str:
+    if not path:
+        return "(object)"
+    parts: list[str] = []
+    for seg in path:
+        if _PLAIN.match(seg):
+            parts.append(seg if not parts else "." + seg)
+        else:
+            parts.append("[" + json.dumps(seg) + "]")
+    return "".join(parts)
+
+
+def parse_path(text: str) -> Path:
+    """Inverse of `format_path`: ``spec.env["A.B"]`` → ``("spec", "env", "A.B")``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "[":
+            decoder = json.JSONDecoder()
+            try:
+                seg, end = decoder.raw_decode(text, i + 1)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"bad quoted key at offset {i} in path {text!r}") from e
+            if not isinstance(seg, str) or end >= len(text) or text[end] != "]":
+                raise ValueError(f'expected ["key"] at offset {i} in path {text!r}')
+            out.append(seg)
+            i = end + 1
+        else:
+            if text[i] == "." and out:
+                i += 1
+            j = i
+            while j < len(text) and text[j] not in ".[":
+                j += 1
+            if j == i:
+                raise ValueError(f"empty key at offset {i} in path {text!r}")
+            out.append(text[i:j])
+            i = j
+    if not out:
+        raise ValueError("a field path cannot be empty")
+    return tuple(out)
+
+
+def check_path(path: object, *, allow_root: bool = False) -> Path:
+    """A decoded path, checked: a tuple of 0..32 non-empty strings of at most 253 chars."""
+    if not isinstance(path, list | tuple):
+        raise ValueError(f"a path is a list of keys, got {type(path).__name__}")
+    if not path and not allow_root:
+        raise ValueError("this operation needs a field path, got the object root")
+    if len(path) > MAX_DEPTH:
+        raise ValueError(f"a path has at most {MAX_DEPTH} keys, got {len(path)}")
+    for seg in path:
+        if not isinstance(seg, str) or not seg or len(seg) > MAX_SEGMENT:
+            raise ValueError(f"path keys are non-empty strings of ≤{MAX_SEGMENT} chars: {seg!r}")
+    return tuple(path)
+
+
+def check_leaf(value: object, *, depth: int = 0) -> Leaf:
+    """A leaf is null, bool, int, float, str or a list of leaves; maps are flattened first."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple) and depth < MAX_DEPTH:
+        return [check_leaf(v, depth=depth + 1) for v in value]
+    raise ValueError(f"a field value is a string, number, bool, null or list, got {value!r}")
+
+
+def same_leaf(a: Leaf, b: Leaf) -> bool:
+    """Equal and of the same type all the way down (so 1, 1.0 and True differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_leaf(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

@@ -1,0 +1,667 @@
+"""The versioned store on LMDB: the shell around the pure change, fold and ownership cores.
+
+One LMDB environment, six named databases::
+
+    log      origin \\0 seq(8, big-endian)            -> envelope   (append-only change log)
+    heads    origin                                   -> [seq, digest]  (version vector + chain)
+    objects  kind \\0 name                            -> ObjectState (canonical CBOR)
+    history  kind \\0 name \\0 wall(8) counter(4) origin \\0 seq(8) -> HistoryEntry
+    meta     b"format" | b"hlc" | b"node"             -> store metadata and the clock
+    keys     key id                                   -> [public key, managers]
+
+Every operation is one LMDB write transaction: a change (or a batch of remote changes) is in
+the log, folded into its object, indexed in history and counted in the version vector all at
+once, or not at all. Transactions are durable at commit (LMDB syncs), so a change the store
+acknowledged survives SIGKILL and power loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import cbor2
+import lmdb
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from store._change import (
+    ZERO_DIGEST,
+    Change,
+    ChangeId,
+    Op,
+    check_id,
+    check_op,
+    decode_change,
+    make_change,
+    verify_author,
+)
+from store._errors import (
+    InvalidChangeError,
+    LocalStoreError,
+    NotAuthorizedError,
+    NotFoundError,
+    OwnershipError,
+    SignatureError,
+    StoreFullError,
+)
+from store._fold import HistoryEntry, ObjectState, apply_change, leaves_changed, refusals, view
+from store._history import Revision, plan_to, revisions, seen_for
+from store._hlc import Hlc, HlcConfig, HybridClock
+from store._keys import KeyEntry, KeyRegistry
+from store._ownership import Refusal, Rules
+from store._path import Leaf, flatten, format_path
+from store._remote import check_batch
+from store.watch import ChangeApplied, Watch, Watchers
+
+STORE_FORMAT = 1
+DEFAULT_MAP_SIZE = 1 << 30
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    change: ChangeId
+    kind: str
+    name: str
+    revision: int
+    hlc: Hlc
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of `Store.apply_remote`."""
+
+    applied: list[ChangeId] = field(default_factory=list)
+    duplicates: int = 0
+    refolded: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    path: str
+    before: Leaf | None
+    after: Leaf | None
+    change: str  # added | removed | changed
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    committed: Committed | None
+    skipped: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """What a peer misses: whole per-origin runs in seq order; `complete` if nothing is left."""
+
+    changes: list[bytes]
+    complete: bool
+
+
+def _okey(kind: str, name: str) -> bytes:
+    return f"{kind}\0{name}".encode()
+
+
+def _lkey(origin: str, seq: int) -> bytes:
+    return origin.encode() + b"\0" + seq.to_bytes(8, "big")
+
+
+def _hkey(prefix: bytes, c: Change) -> bytes:
+    return (
+        prefix
+        + c.hlc.wall_ms.to_bytes(8, "big")
+        + c.hlc.counter.to_bytes(4, "big")
+        + c.origin.encode()
+        + b"\0"
+        + c.seq.to_bytes(8, "big")
+    )
+
+
+class Store:
+    """A node's authoritative local state. Not thread-safe: one owner (task or thread)."""
+
+    def __init__(
+        self,
+        path: str | FsPath,
+        *,
+        node_id: str,
+        signing_key: Ed25519PrivateKey,
+        rules: Rules,
+        node_managers: Sequence[str] | None = None,
+        map_size: int = DEFAULT_MAP_SIZE,
+        hlc: HlcConfig | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.path = FsPath(path)
+        self.node_id = check_id(node_id, "the node id")
+        self._key = signing_key
+        self.rules = rules
+        self._clock_ms = clock
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._env = lmdb.open(
+            str(self.path), map_size=map_size, max_dbs=8, subdir=True, sync=True, metasync=True
+        )
+        self._log = self._env.open_db(b"log")
+        self._heads = self._env.open_db(b"heads")
+        self._objects = self._env.open_db(b"objects")
+        self._history = self._env.open_db(b"history")
+        self._meta = self._env.open_db(b"meta")
+        self._keys = self._env.open_db(b"keys")
+        self.watchers = Watchers()
+        self.clock = HybridClock(config=hlc or HlcConfig())
+        self.registry = KeyRegistry()
+        public = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        managers = tuple(node_managers or (f"node:{node_id}", "placement"))
+        with self._write() as txn:
+            fmt = txn.get(b"format", db=self._meta)
+            if fmt is None:
+                txn.put(b"format", cbor2.dumps(STORE_FORMAT), db=self._meta)
+                txn.put(b"node", node_id.encode(), db=self._meta)
+            elif cbor2.loads(fmt) != STORE_FORMAT:
+                raise LocalStoreError(
+                    f"the store at {self.path} has format {cbor2.loads(fmt)}, this edgenode "
+                    f"reads format {STORE_FORMAT}; nothing was changed"
+                )
+            elif (owner := txn.get(b"node", db=self._meta)) != node_id.encode():
+                raise LocalStoreError(
+                    f"the store at {self.path} belongs to node {owner.decode()!r}, not "
+                    f"{node_id!r}; open it with its own node id, nothing was changed"
+                )
+            self._load_clock(txn)
+            for k, v in txn.cursor(db=self._keys):
+                pub, mgrs = cbor2.loads(v)
+                self.registry.add(KeyEntry(k.decode(), pub, tuple(mgrs)))
+            self._put_key(txn, KeyEntry(node_id, public, managers))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _write(self) -> Any:
+        return _WriteTxn(self)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load_clock(self, txn: Any) -> None:
+        raw = txn.get(b"hlc", db=self._meta)
+        if raw is not None:
+            persisted = Hlc(*cbor2.loads(raw))
+            self.clock.last = max(self.clock.last, persisted)
+
+    def _save_clock(self, txn: Any) -> None:
+        last = self.clock.last
+        txn.put(b"hlc", cbor2.dumps([last.wall_ms, last.counter]), db=self._meta)
+
+    def _put_key(self, txn: Any, entry: KeyEntry) -> None:
+        txn.put(
+            entry.key_id.encode(),
+            cbor2.dumps([entry.public_key, list(entry.managers)]),
+            db=self._keys,
+        )
+        self.registry.add(entry)
+
+    def register_key(self, entry: KeyEntry) -> None:
+        """Trust `entry.public_key` to act as `entry.managers` (replaces an earlier entry)."""
+        check_id(entry.key_id, "the key id")
+        with self._write() as txn:
+            self._put_key(txn, entry)
+
+    def _state(self, txn: Any, kind: str, name: str) -> ObjectState | None:
+        raw = txn.get(_okey(kind, name), db=self._objects)
+        return ObjectState.decode(raw) if raw is not None else None
+
+    def _entries(self, txn: Any, kind: str, name: str) -> list[HistoryEntry]:
+        prefix = _okey(kind, name) + b"\0"
+        cur = txn.cursor(db=self._history)
+        out: list[HistoryEntry] = []
+        if cur.set_range(prefix):
+            decode = HistoryEntry.decode
+            for k, v in cur:
+                if not k.startswith(prefix):
+                    break
+                out.append(decode(v))
+        return out
+
+    def _change(self, txn: Any, cid: ChangeId) -> Change:
+        raw = txn.get(_lkey(cid.origin, cid.seq), db=self._log)
+        if raw is None:
+            raise LocalStoreError(f"change {cid} is indexed but not in the log: store damaged")
+        return decode_change(raw)
+
+    # --- local writes ------------------------------------------------------------------------
+
+    def commit(
+        self,
+        kind: str,
+        name: str,
+        ops: Iterable[Op | Sequence[Any]],
+        *,
+        manager: str,
+        author: str | None = None,
+        at: int | None = None,
+        author_sig: bytes | None = None,
+    ) -> Committed:
+        """Write one change made on this node; raises `LocalStoreError` and writes nothing."""
+        checked = [self._check_op(o, kind, name) for o in ops]
+        if not checked:
+            raise InvalidChangeError(f"{kind}/{name}: a change needs at least one op")
+        return (
+            self._commit(
+                kind,
+                name,
+                lambda _s: checked,
+                manager=manager,
+                author=author,
+                at=at,
+                sig=author_sig,
+            )
+            or _unreachable()
+        )
+
+    def put_document(
+        self,
+        kind: str,
+        name: str,
+        document: Mapping[str, Any],
+        *,
+        manager: str = "user",
+        author: str | None = None,
+    ) -> Committed | None:
+        """Make the fields `manager` owns equal `document` (create the object if needed).
+
+        ``kind``, ``apiVersion``, ``metadata.name`` and ``metadata.revision`` in the document
+        are ignored; fields owned by other managers (status, assignment) are left alone.
+        Returns None when nothing differs (no change is written).
+        """
+        body = {k: v for k, v in document.items() if k not in ("kind", "apiVersion")}
+        meta = {
+            k: v
+            for k, v in dict(body.get("metadata") or {}).items()
+            if k not in ("name", "revision")
+        }
+        body["metadata"] = meta
+        try:
+            target = flatten(body)
+        except TypeError as e:
+            raise InvalidChangeError(f"{kind}/{name}: {e}; nothing was written") from None
+
+        def build(state: ObjectState) -> list[Op]:
+            plan = plan_to(
+                state,
+                target,
+                target_exists=True,
+                manager=manager,
+                rules=self.rules.get(kind, ()),
+                strict=True,
+            )
+            if plan.skipped:
+                raise _ownership_error(kind, name, plan.skipped)
+            return [self._check_op(o, kind, name) for o in plan.ops]
+
+        return self._commit(kind, name, build, manager=manager, author=author)
+
+    def delete(self, kind: str, name: str, *, manager: str = "user") -> Committed:
+        return self.commit(kind, name, [Op("del", ())], manager=manager)
+
+    def rollback(self, kind: str, name: str, revision: int, *, manager: str = "user") -> Rollback:
+        """A *new* change restoring, of the fields `manager` may write, those of `revision`."""
+        old = self.state_at(kind, name, revision)
+        skipped: list[str] = []
+
+        def build(state: ObjectState) -> list[Op]:
+            plan = plan_to(
+                state,
+                old.fields,
+                target_exists=old.exists,
+                manager=manager,
+                rules=self.rules.get(kind, ()),
+                strict=False,
+            )
+            skipped.extend(str(r) for r in plan.skipped)
+            return plan.ops
+
+        committed = self._commit(kind, name, build, manager=manager)
+        return Rollback(committed, skipped)
+
+    def _check_op(self, op: Op | Sequence[Any], kind: str, name: str) -> Op:
+        try:
+            return check_op(op.to_wire() if isinstance(op, Op) else list(op))
+        except ValueError as e:
+            raise InvalidChangeError(f"{kind}/{name}: {e}; nothing was written") from None
+
+    def _commit(
+        self,
+        kind: str,
+        name: str,
+        build: Callable[[ObjectState], list[Op]],
+        *,
+        manager: str,
+        author: str | None = None,
+        at: int | None = None,
+        sig: bytes | None = None,
+    ) -> Committed | None:
+        check_id(kind, "the kind")
+        check_id(name, "the object name")
+        if kind not in self.rules:
+            raise InvalidChangeError(
+                f"{kind}/{name}: unknown kind {kind!r}; known kinds are "
+                f"{', '.join(sorted(self.rules))}; nothing was written"
+            )
+        author = author or self.node_id
+        entry = self.registry.get(author)
+        if entry is None or not entry.may_act_as(manager):
+            raise NotAuthorizedError(
+                f"{kind}/{name}: {author} may not write as manager {manager!r} (it may act as "
+                f"{', '.join(entry.managers) if entry else 'nothing: its key is unknown'}); "
+                "nothing was written"
+            )
+        if author != self.node_id and (at is None or sig is None):
+            raise NotAuthorizedError(
+                f"{kind}/{name}: an edit by {author} needs its signature and signing time"
+            )
+        events: list[ChangeApplied] = []
+        with self._write() as txn:
+            state = self._state(txn, kind, name) or ObjectState(kind, name)
+            ops = build(state)
+            if not ops:
+                return None
+            if not state.exists and not any(o.op == "new" for o in ops):
+                raise NotFoundError(f"{kind}/{name} does not exist; nothing was written")
+            self._load_clock(txn)
+            head = txn.get(self.node_id.encode(), db=self._heads)
+            seq, prev = cbor2.loads(head) if head else (0, ZERO_DIGEST)
+            change = make_change(
+                signer=self._key,
+                origin=self.node_id,
+                seq=seq + 1,
+                prev=prev,
+                kind=kind,
+                name=name,
+                hlc=self.clock.now(physical_ms=self._clock_ms()),
+                author=author,
+                manager=manager,
+                ops=ops,
+                seen=seen_for(state, ops),
+                at=at,
+                author_sig=sig,
+            )
+            if author != self.node_id:
+                try:
+                    verify_author(change, entry.verifier)
+                except SignatureError as e:
+                    raise NotAuthorizedError(str(e)) from None
+                self.clock.check(Hlc(at or 0, 0), physical_ms=self._clock_ms(), what="the edit")
+            refused = refusals(state, change, self.rules[kind])
+            if refused:
+                raise _ownership_error(kind, name, refused)
+            entry_h = apply_change(state, change, self.rules[kind])
+            self._store_new(txn, [change])
+            txn.put(_hkey(_okey(kind, name) + b"\0", change), entry_h.encode(), db=self._history)
+            txn.put(_okey(kind, name), state.encode(), db=self._objects)
+            self._save_clock(txn)
+            events.append(ChangeApplied(change.id, kind, name, state.revision, local=True))
+        self.watchers.publish(events)
+        return Committed(change.id, kind, name, state.revision, change.hlc)
+
+    def _store_new(self, txn: Any, changes: Sequence[Change]) -> None:
+        """Append one origin's contiguous run (or single change) to the log and its head."""
+        for c in changes:
+            if not txn.put(_lkey(c.origin, c.seq), c.envelope, db=self._log, overwrite=False):
+                raise LocalStoreError(f"change {c.id} already in the log: store damaged")
+        last = changes[-1]
+        txn.put(last.origin.encode(), cbor2.dumps([last.seq, last.digest]), db=self._heads)
+
+    # --- remote changes ----------------------------------------------------------------------
+
+    def apply_remote(self, envelopes: Iterable[bytes]) -> Applied:
+        """Apply changes received from peers: all of them, or (raising) none.
+
+        Idempotent: changes already held are skipped. Refused, writing nothing, with a
+        `RemoteStoreError` naming the change and the reason: malformed bytes, a gap in an
+        origin's sequence, a broken hash link, a fork, a bad signature, an unknown key, a
+        manager the author may not act as, a timestamp beyond the drift bound.
+        """
+        decoded = [decode_change(e) for e in envelopes]
+        events: list[ChangeApplied] = []
+        with self._write() as txn:
+            self._load_clock(txn)
+            now = self._clock_ms()
+            batch = check_batch(
+                decoded,
+                head=lambda o: _head(txn.get(o.encode(), db=self._heads)),
+                stored_digest=lambda o, s: _digest(txn.get(_lkey(o, s), db=self._log)),
+                registry=self.registry,
+                clock=self.clock,
+                now_ms=now,
+            )
+            for run in batch.runs:
+                self._store_new(txn, run)
+            refolded = 0
+            for (kind, name), incoming in batch.by_object().items():
+                refolded += self._fold_in(txn, kind, name, incoming)
+                state = self._state(txn, kind, name)
+                assert state is not None
+                events.extend(
+                    ChangeApplied(c.id, kind, name, state.revision, local=False) for c in incoming
+                )
+            if batch.newest is not None:
+                self.clock.observe(batch.newest, physical_ms=now)
+                self._save_clock(txn)
+        self.watchers.publish(events)
+        return Applied([e.change for e in events], batch.duplicates, refolded)
+
+    def _fold_in(self, txn: Any, kind: str, name: str, incoming: list[Change]) -> int:
+        """Fold new changes into an object; returns 1 if it had to fold from the start."""
+        okey = _okey(kind, name)
+        hprefix = okey + b"\0"
+        rules = self.rules.get(kind, ())
+        state = self._state(txn, kind, name) or ObjectState(kind, name)
+        incoming.sort(key=lambda c: c.sort_key)
+        if state.last_key is not None and incoming[0].sort_key < state.last_key:
+            # A late change older than what is folded: fold the whole object again.
+            old = [self._change(txn, e.change) for e in self._entries(txn, kind, name)]
+            state = ObjectState(kind, name)
+            for c in sorted([*old, *incoming], key=lambda c: c.sort_key):
+                txn.put(_hkey(hprefix, c), apply_change(state, c, rules).encode(), db=self._history)
+            txn.put(okey, state.encode(), db=self._objects)
+            return 1
+        for c in incoming:
+            txn.put(_hkey(hprefix, c), apply_change(state, c, rules).encode(), db=self._history)
+        txn.put(okey, state.encode(), db=self._objects)
+        return 0
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as users see it, or None if it does not exist (or was deleted)."""
+        with self._env.begin() as txn:
+            state = self._state(txn, kind, name)
+        return view(state) if state is not None and state.exists else None
+
+    def get_state(self, kind: str, name: str) -> ObjectState | None:
+        """The folded state, deleted objects included."""
+        with self._env.begin() as txn:
+            return self._state(txn, kind, name)
+
+    def list_objects(self, kind: str) -> list[dict[str, Any]]:
+        prefix = f"{kind}\0".encode()
+        out: list[dict[str, Any]] = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._objects)
+            if cur.set_range(prefix):
+                for k, v in cur:
+                    if not k.startswith(prefix):
+                        break
+                    state = ObjectState.decode(v)
+                    if state.exists:
+                        out.append(view(state))
+        return out
+
+    def history(self, kind: str, name: str) -> list[Revision]:
+        with self._env.begin() as txn:
+            entries = self._entries(txn, kind, name)
+        if not entries:
+            raise NotFoundError(f"{kind}/{name} has no history: no such object")
+        return revisions(entries)
+
+    def state_at(self, kind: str, name: str, revision: int) -> ObjectState:
+        """The object as it was right after `revision` (1 = its first change)."""
+        with self._env.begin() as txn:
+            entries = self._entries(txn, kind, name)
+            if not entries:
+                raise NotFoundError(f"{kind}/{name} has no history: no such object")
+            if not 1 <= revision <= len(entries):
+                raise NotFoundError(
+                    f"{kind}/{name} has revisions 1..{len(entries)}, not {revision}"
+                )
+            state = ObjectState(kind, name)
+            rules = self.rules.get(kind, ())
+            for e in entries[:revision]:
+                apply_change(state, self._change(txn, e.change), rules)
+        return state
+
+    def diff(self, kind: str, name: str, a: int, b: int | None = None) -> list[FieldDiff]:
+        """Field-level differences from revision `a` to revision `b` (default: current)."""
+        before = self.state_at(kind, name, a)
+        if b is None:
+            after = self.get_state(kind, name)
+            assert after is not None
+        else:
+            after = self.state_at(kind, name, b)
+        out = [
+            FieldDiff(format_path(p), x, y, what)
+            for p, x, y, what in leaves_changed(before.fields, after.fields)
+        ]
+        if before.exists != after.exists:
+            out.insert(
+                0,
+                FieldDiff(
+                    "(object)",
+                    before.exists,
+                    after.exists,
+                    "created" if after.exists else "deleted",
+                ),
+            )
+        return out
+
+    def version_vector(self) -> dict[str, int]:
+        with self._env.begin() as txn:
+            return {k.decode(): cbor2.loads(v)[0] for k, v in txn.cursor(db=self._heads)}
+
+    def missing(self, peer: Mapping[str, int], *, max_bytes: int = 4 << 20) -> Missing:
+        """The changes a peer with version vector `peer` lacks, up to about `max_bytes`."""
+        out: list[bytes] = []
+        size = 0
+        with self._env.begin() as txn:
+            log = txn.cursor(db=self._log)
+            for k, v in txn.cursor(db=self._heads):
+                origin = k.decode()
+                have = peer.get(origin, 0)
+                if cbor2.loads(v)[0] <= have:
+                    continue
+                prefix = k + b"\0"
+                if not log.set_range(_lkey(origin, have + 1)):
+                    continue
+                for lk, env in log:
+                    if not lk.startswith(prefix):
+                        break
+                    if size and size + len(env) > max_bytes:
+                        return Missing(out, complete=False)
+                    out.append(bytes(env))
+                    size += len(env)
+        return Missing(out, complete=True)
+
+    def changes(self, origin: str, first: int = 1) -> list[Change]:
+        """An origin's changes from seq `first` on, decoded (for tools and tests)."""
+        with self._env.begin() as txn:
+            out: list[Change] = []
+            seq = first
+            while (raw := txn.get(_lkey(origin, seq), db=self._log)) is not None:
+                out.append(decode_change(raw))
+                seq += 1
+        return out
+
+    def watch(
+        self, *, kinds: Iterable[str] | None = None, name: str | None = None, maxsize: int = 1024
+    ) -> Watch:
+        """Async notification of applied changes; call from the loop that will iterate it."""
+        return self.watchers.add(
+            kinds=set(kinds) if kinds is not None else None, name=name, maxsize=maxsize
+        )
+
+    def stat(self) -> dict[str, int]:
+        info = self._env.info()
+        st = self._env.stat()
+        return {"map_size": info["map_size"], "used": st["psize"] * (info["last_pgno"] + 1)}
+
+
+class _WriteTxn:
+    """A write transaction that turns LMDB's MapFullError into a clear `StoreFullError`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._txn: Any = None
+
+    def __enter__(self) -> Any:
+        self._txn = self._store._env.begin(write=True)
+        return self._txn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self._txn.abort()
+            if exc_type is lmdb.MapFullError:
+                raise _full(self._store) from None
+            return
+        try:
+            self._txn.commit()
+        except lmdb.MapFullError:
+            raise _full(self._store) from None
+
+
+def _full(store: Store) -> StoreFullError:
+    size = store._env.info()["map_size"]
+    return StoreFullError(
+        f"the store at {store.path} is full (map size {size / 2**20:.1f} MiB); nothing was "
+        "written; reopen it with a larger map size (Store(map_size=...))"
+    )
+
+
+def _head(raw: bytes | None) -> tuple[int, bytes]:
+    if raw is None:
+        return 0, ZERO_DIGEST
+    seq, digest = cbor2.loads(raw)
+    return seq, digest
+
+
+def _digest(raw: bytes | None) -> bytes | None:
+    return hashlib.sha256(raw).digest() if raw is not None else None
+
+
+def _ownership_error(kind: str, name: str, refused: Sequence[Refusal]) -> OwnershipError:
+    first = refused[0]
+    more = ""
+    if len(refused) > 1:
+        more = f" (and {len(refused) - 1} more: {'; '.join(map(str, refused[1:]))})"
+    return OwnershipError(
+        f"{kind}/{name}: {first}{more}; nothing was written",
+        path=format_path(first.path),
+        owner=first.owner,
+        manager=first.manager,
+    )
+
+
+def _unreachable() -> Committed:
+    raise AssertionError("a change with ops always commits or raises")
