@@ -10,7 +10,7 @@ The owner of a field is the rule with the longest matching prefix (see `store._o
 
 from __future__ import annotations
 
-from store import OwnerRule, Rules
+from store._ownership import OwnerRule, Rules
 
 KIND_RULES: Rules = {
     "Pod": (

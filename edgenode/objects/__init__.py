@@ -1,0 +1,84 @@
+"""edgenode's objects: the kinds (Pod, PinnedDeployment, Node), their schemas and manifests.
+
+A manifest is YAML, one or many documents per file, each
+`{apiVersion: edgenode/v1 (optional), kind, metadata: {name, labels, annotations}, spec}`.
+Containers, ports, env and versions are maps keyed by name, so every field has a stable path.
+
+- `load_manifests(path)` / `load_manifests_text(text, source=...)`: YAML to validated
+  `Manifest`s, or a `ManifestError` listing every problem with file, document, line, field
+  path, expected and actual value, and what to do.
+- `parse_document(doc)`: the same for one already-decoded document.
+- `Manifest.document()` / `to_document(model)`: the canonical plain dict the store saves.
+- `cpu_millis`, `memory_bytes`: quantities as integers.
+
+Everything but `manifest` (which reads files) is pure: no I/O, no clocks.
+"""
+
+from edgenode.objects._deployment import (
+    PinnedDeployment,
+    PinnedDeploymentSpec,
+    PodTemplate,
+    Version,
+)
+from edgenode.objects._errors import FieldProblem, ManifestError, ObjectError, QuantityError
+from edgenode.objects._fields import API_VERSION
+from edgenode.objects._kinds import KINDS, ObjectModel, to_document
+from edgenode.objects._meta import Metadata, TemplateMetadata
+from edgenode.objects._node import Node, NodePhase, NodeSpec, NodeStatus
+from edgenode.objects._parse import Manifest, check_document, duplicate_problems, parse_document
+from edgenode.objects._pod import (
+    Container,
+    ContainerState,
+    ContainerStatus,
+    Pod,
+    PodPhase,
+    PodSpec,
+    PodStatus,
+    Port,
+    Protocol,
+    Resources,
+    RestartPolicy,
+)
+from edgenode.objects._quantity import cpu_millis, memory_bytes
+from edgenode.objects._yaml import load_manifests_text
+from edgenode.objects.manifest import load_manifests
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "Container",
+    "ContainerState",
+    "ContainerStatus",
+    "FieldProblem",
+    "Manifest",
+    "ManifestError",
+    "Metadata",
+    "Node",
+    "NodePhase",
+    "NodeSpec",
+    "NodeStatus",
+    "ObjectError",
+    "ObjectModel",
+    "PinnedDeployment",
+    "PinnedDeploymentSpec",
+    "Pod",
+    "PodPhase",
+    "PodSpec",
+    "PodStatus",
+    "PodTemplate",
+    "Port",
+    "Protocol",
+    "QuantityError",
+    "Resources",
+    "RestartPolicy",
+    "TemplateMetadata",
+    "Version",
+    "check_document",
+    "cpu_millis",
+    "duplicate_problems",
+    "load_manifests",
+    "load_manifests_text",
+    "memory_bytes",
+    "parse_document",
+    "to_document",
+]

@@ -1,0 +1,58 @@
+"""The PinnedDeployment kind: replicas pinned to explicitly named versions.
+
+Each version has its own pod template and replica count
+(`versions: {v1: {replicas: 8, template: ...}, v2: {replicas: 2, template: ...}}`). Nothing moves
+between versions unless someone edits the counts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field
+
+from edgenode.objects._fields import API_VERSION, DnsLabel, StrictModel, sorted_by_key
+from edgenode.objects._meta import Metadata, TemplateMetadata
+from edgenode.objects._pod import PodSpec
+
+
+class PodTemplate(StrictModel):
+    """The pods of one version: their labels and their spec."""
+
+    noun: ClassVar[str] = "a pod template"
+
+    metadata: TemplateMetadata = Field(default_factory=TemplateMetadata)
+    spec: PodSpec
+
+
+class Version(StrictModel):
+    """One named version: how many replicas, and of what."""
+
+    noun: ClassVar[str] = "a version"
+
+    replicas: Annotated[int, Field(ge=0)]
+    template: PodTemplate
+
+
+Versions = Annotated[dict[DnsLabel, Version], Field(min_length=1), AfterValidator(sorted_by_key)]
+
+
+class PinnedDeploymentSpec(StrictModel):
+    """`spec` of a PinnedDeployment: its versions, keyed by version name."""
+
+    noun: ClassVar[str] = "a PinnedDeployment spec"
+
+    versions: Versions
+
+
+class PinnedDeployment(StrictModel):
+    """A PinnedDeployment: `{kind: PinnedDeployment, metadata, spec: {versions}}`."""
+
+    noun: ClassVar[str] = "a PinnedDeployment"
+
+    api_version: Literal["edgenode/v1"] = Field(
+        default=API_VERSION, alias="apiVersion", exclude=True
+    )
+    kind: Literal["PinnedDeployment"] = "PinnedDeployment"
+    metadata: Metadata
+    spec: PinnedDeploymentSpec
