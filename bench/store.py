@@ -1,0 +1,588 @@
+"""Benchmarks of the versioned store, each figure next to a reference measured in the same run.
+
+Run ``python bench/store.py`` for a table, ``--json`` for one JSON object on stdout, ``--quick``
+for small sizes (a smoke run: its numbers are not meaningful), ``--dir`` to put the stores on
+another disk (durable commits cost what that disk's fsync costs). Temporary stores are removed.
+
+Figures (the JSON keys) and their references:
+
+- ``local_commit_ms_p50`` / ``_p99``: wall time of one durable ``Store.commit`` of a one-field
+  edit of an existing Pod (``spec.containers.web.image`` as manager ``user``). Reference
+  ``lmdb_commit_ms_p50`` / ``_p99``: one raw LMDB write transaction putting 300 bytes in a
+  spare named database of the same environment (same file, same fsyncs), interleaved with the
+  commits so both see the same disk.
+- ``batch_apply_changes_per_s``: changes per second through ``Store.apply_remote`` (decode,
+  chain and signature checks, clock bound, fold with ownership, history, durable commit) of
+  changes from three origins over many Pods, delivered in time order in batches of about a
+  thousand envelopes as gossip would. Reference ``verify_each_changes_per_s``: one Ed25519
+  verification per change of the same envelopes (signature and body already extracted), what
+  checking every change would cost without the hash chain.
+- ``history_10k_ms``: ``Store.history(kind, name)`` of one Pod with 10,000 revisions (median of
+  several calls). Reference ``history_raw_scan_ms``: a raw LMDB cursor walk over the same history
+  index entries, without decoding them.
+- ``bytes_per_change``: the receiver store's file high-water mark (LMDB ``last_pgno + 1`` pages
+  times the page size, free pages included, as ``Store.stat()["used"]``) divided by the changes
+  it holds, after the batch apply. ``live_bytes_per_change`` counts only pages in the B-trees
+  (meta, main and named databases). Reference ``envelope_bytes_per_change``: the mean size of a
+  change envelope on the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+# Run as a script, this file's directory comes first on sys.path, where `import store` would
+# find this very file instead of the store package: put the repository root there instead.
+_HERE = FsPath(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").resolve() != _HERE]
+
+import cbor2  # noqa: E402
+import lmdb  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from store import (  # noqa: E402
+    ChangeId,
+    Hlc,
+    KeyEntry,
+    Op,
+    OwnerRule,
+    Path,
+    Rules,
+    Store,
+    make_change,
+)
+
+RULES: Rules = {
+    "Pod": [
+        OwnerRule((), "user"),
+        OwnerRule(("spec",), "user"),
+        OwnerRule(("metadata",), "user"),
+        OwnerRule(("assignment",), "placement"),
+        OwnerRule(("status",), "node:{assignment.node}"),
+    ]
+}
+ORIGINS = ("n1", "n2", "n3")
+IMAGE = ("spec", "containers", "web", "image")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How much work each figure does; `--quick` shrinks everything for a smoke run."""
+
+    commits: int = 2_000
+    changes: int = 60_000
+    pods: int = 1_000
+    batch: int = 1_000
+    revisions: int = 10_000
+    history_calls: int = 7
+
+
+QUICK = Sizes(commits=100, changes=3_000, pods=60, batch=500, revisions=1_000, history_calls=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: str = "—"
+    met: bool | None = None
+    reference: str | None = None
+    reference_value: float | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        *,
+        target: str = "—",
+        met: bool | None = None,
+        reference: tuple[str, float] | None = None,
+    ) -> None:
+        """A figure; its reference (name, value) goes in the JSON too."""
+        self.values[name] = value
+        ref_name, ref_value = reference if reference is not None else (None, None)
+        self.figures.append(Figure(name, value, unit, target, met, ref_name, ref_value))
+        if reference is not None:
+            self.values[reference[0]] = reference[1]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def named_db(env: Any, name: bytes) -> Any:
+    """A handle on one of the store's named databases (names from `store/db.py`)."""
+    return env.open_db(name, create=False)
+
+
+def live_pages(env: Any) -> int:
+    """Pages in B-trees: two meta pages, the main database and every named database."""
+    with env.begin() as txn:
+        names = [bytes(k) for k, _ in txn.cursor()]  # the main database names the others
+    stats: list[dict[str, int]] = [env.stat()]
+    for name in names:
+        db = named_db(env, name)
+        with env.begin() as txn:
+            stats.append(txn.stat(db))
+    return 2 + sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"] for st in stats)
+
+
+def open_store(path: FsPath, node_id: str, key: Ed25519PrivateKey | None = None) -> Store:
+    return Store(
+        path,
+        node_id=node_id,
+        signing_key=key or Ed25519PrivateKey.generate(),
+        rules=RULES,
+        node_managers=[f"node:{node_id}", "placement", "user"],
+    )
+
+
+def pod_spec(name: str, image: str) -> list[Op]:
+    """The ops creating a Pod like examples/pod-web.yaml."""
+    web = ("spec", "containers", "web")
+    return [
+        Op("new", ()),
+        Op("set", ("metadata", "labels", "app"), name),
+        Op("set", ("metadata", "labels", "tier"), "frontend"),
+        Op("set", ("spec", "restartPolicy"), "always"),
+        Op("set", (*web, "image"), image),
+        Op("set", (*web, "command"), ["httpd", "-f", "-p", "8080"]),
+        Op("set", (*web, "env", "LOG_LEVEL"), "info"),
+        Op("set", (*web, "ports", "http", "containerPort"), 8080),
+        Op("set", (*web, "resources", "cpu"), "250m"),
+        Op("set", (*web, "resources", "memory"), "64Mi"),
+    ]
+
+
+# --- the workload: changes as three origins would have made them -----------------------------
+
+
+@dataclass(slots=True)
+class _Pod:
+    name: str
+    exists: bool = False
+    node: str | None = None
+    writers: dict[Path, ChangeId] = field(default_factory=dict)
+    fields: set[Path] = field(default_factory=set)
+
+
+class Workload:
+    """Signed, hash-chained changes from three origins, in time order.
+
+    Each Pod is created by ``user`` (``new`` plus the fields of a small manifest), assigned by
+    ``placement`` to one of the origins, whose node then reports ``status`` as ``node:<origin>``;
+    ``user`` edits the spec (and now and then deletes a Pod, later re-created). Every change
+    comes from the origin a real cluster would write it on, with ``seen`` naming the writer of
+    each field it overwrites (so the fold records no false conflicts), and a timestamp later than
+    every earlier change (the receiver keeps up with gossip).
+    """
+
+    def __init__(self, *, rng: random.Random, end_ms: int, changes: int) -> None:
+        self.rng = rng
+        self.keys = {o: Ed25519PrivateKey.generate() for o in ORIGINS}
+        self.heads: dict[str, tuple[int, bytes]] = {o: (0, b"\0" * 32) for o in ORIGINS}
+        self.wall = end_ms - 10 * changes - 1_000  # ~10 ms apart, the newest in the past
+        self.counter = 0
+        self.envelopes: list[bytes] = []
+
+    def key_entries(self) -> list[KeyEntry]:
+        return [
+            KeyEntry(o, public_bytes(k), (f"node:{o}", "placement", "user"))
+            for o, k in self.keys.items()
+        ]
+
+    def _hlc(self) -> Hlc:
+        step = self.rng.randrange(0, 20)
+        if step:
+            self.wall += step
+            self.counter = 0
+        else:
+            self.counter += 1
+        return Hlc(self.wall, self.counter)
+
+    def emit(self, origin: str, pod: _Pod, ops: list[Op], manager: str) -> None:
+        touched: list[Path] = []
+        for op in ops:
+            if op.op == "del" and not op.path:
+                touched.extend(sorted(pod.fields))
+            touched.append(op.path)
+        seen = [(p, pod.writers[p]) for p in dict.fromkeys(touched) if p in pod.writers]
+        seq, prev = self.heads[origin]
+        change = make_change(
+            signer=self.keys[origin],
+            origin=origin,
+            seq=seq + 1,
+            prev=prev,
+            kind="Pod",
+            name=pod.name,
+            hlc=self._hlc(),
+            author=origin,
+            manager=manager,
+            ops=ops,
+            seen=seen,
+        )
+        self.heads[origin] = (seq + 1, change.digest)
+        self.envelopes.append(change.envelope)
+        for p in touched:
+            pod.writers[p] = change.id
+        for op in ops:
+            if op.op == "set":
+                pod.fields.add(op.path)
+            elif op.op == "del":
+                pod.fields.clear()
+                pod.exists, pod.node = False, None
+            elif op.op == "new":
+                pod.exists = True
+
+    def step(self, pod: _Pod, i: int) -> None:
+        rng = self.rng
+        anywhere = rng.choice(ORIGINS)
+        if not pod.exists:
+            self.emit(anywhere, pod, pod_spec(pod.name, f"busybox:{i}"), "user")
+        elif pod.node is None:
+            pod.node = rng.choice(ORIGINS)
+            self.emit(anywhere, pod, [Op("set", ("assignment", "node"), pod.node)], "placement")
+        else:
+            r = rng.random()
+            if r < 0.60:
+                ops = [Op("set", ("status", "phase"), rng.choice(("running", "running", "ready")))]
+                if rng.random() < 0.5:
+                    ops.append(Op("set", ("status", "containers", "web", "restarts"), i % 7))
+                if rng.random() < 0.3:
+                    ops.append(Op("set", ("status", "observedAt"), self.wall))
+                self.emit(pod.node, pod, ops, f"node:{pod.node}")
+            elif r < 0.90:
+                self.emit(anywhere, pod, [Op("set", IMAGE, f"busybox:1.{i}")], "user")
+            elif r < 0.96:
+                label = ("metadata", "labels", "rev")
+                self.emit(anywhere, pod, [Op("set", label, str(i))], "user")
+            elif r < 0.99:
+                self.emit(anywhere, pod, [Op("set", ("assignment", "node"), pod.node)], "placement")
+            else:
+                self.emit(anywhere, pod, [Op("del", ())], "user")
+
+    def generate(self, *, pods: int, changes: int) -> None:
+        """`changes` changes over `pods` Pods, created at a steady pace among the edits."""
+        every = max(1, changes // pods)
+        live: list[_Pod] = []
+        for i in range(changes):
+            if len(live) < pods and i % every == 0:
+                pod = _Pod(f"web-{len(live)}")
+                live.append(pod)
+            else:
+                pod = self.rng.choice(live)
+            self.step(pod, i)
+
+
+# --- the figures -----------------------------------------------------------------------------
+
+
+def bench_local_commit(root: FsPath, sizes: Sizes, report: Report) -> None:
+    with open_store(root / "local", "bench") as store:
+        store.commit("Pod", "web", pod_spec("web", "busybox"), manager="user")
+        env = store._env
+        spare = env.open_db(b"bench-raw")  # the store uses 6 of its 8 named databases
+        values = [os.urandom(300) for _ in range(sizes.commits)]
+        commit_ms: list[float] = []
+        raw_ms: list[float] = []
+        perf = time.perf_counter
+        gc.collect()
+        for i in range(sizes.commits):
+            t0 = perf()
+            store.commit("Pod", "web", [Op("set", IMAGE, f"busybox:{i}")], manager="user")
+            t1 = perf()
+            with env.begin(write=True) as txn:
+                txn.put(i.to_bytes(8, "big"), values[i], db=spare)
+            t2 = perf()
+            commit_ms.append((t1 - t0) * 1e3)
+            raw_ms.append((t2 - t1) * 1e3)
+    commit_ms.sort()
+    raw_ms.sort()
+    p50 = percentile(commit_ms, 0.5)
+    report.add(
+        "local_commit_ms_p50",
+        p50,
+        "ms",
+        target="≤ 2",
+        met=p50 <= 2,
+        reference=("lmdb_commit_ms_p50", percentile(raw_ms, 0.5)),
+    )
+    report.add(
+        "local_commit_ms_p99",
+        percentile(commit_ms, 0.99),
+        "ms",
+        reference=("lmdb_commit_ms_p99", percentile(raw_ms, 0.99)),
+    )
+    report.sizes["commits"] = sizes.commits
+
+
+def apply_in_batches(store: Store, envelopes: Sequence[bytes], batch: int) -> float:
+    """Seconds to apply `envelopes` in slices of `batch`; every change must be new."""
+    applied = 0
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(0, len(envelopes), batch):
+        applied += len(store.apply_remote(envelopes[i : i + batch]).applied)
+    elapsed = time.perf_counter() - t0
+    if applied != len(envelopes):
+        raise RuntimeError(f"applied {applied} of {len(envelopes)} changes")
+    return elapsed
+
+
+def verify_each(envelopes: Sequence[bytes], keys: dict[str, Ed25519PublicKey]) -> float:
+    """Seconds to verify every envelope's origin signature once (extraction not timed)."""
+    work: list[tuple[Ed25519PublicKey, bytes, bytes]] = []
+    for env in envelopes:
+        body, sig, _ = cbor2.loads(env)
+        work.append((keys[cbor2.loads(body)["o"]], sig, body))
+    gc.collect()
+    t0 = time.perf_counter()
+    for key, sig, body in work:
+        key.verify(sig, body)
+    return time.perf_counter() - t0
+
+
+def check_accepted(store: Store, names: Sequence[str]) -> None:
+    """The workload is meant to be accepted as written: no refusal, no false conflict."""
+    for name in names:
+        for rev in store.history("Pod", name):
+            if rev.refused or rev.conflicts:
+                raise RuntimeError(f"Pod/{name} revision {rev.revision}: {rev.to_json()}")
+
+
+def bench_batch_apply(root: FsPath, sizes: Sizes, report: Report, rng: random.Random) -> None:
+    work = Workload(rng=rng, end_ms=now_ms(), changes=sizes.changes)
+    work.generate(pods=sizes.pods, changes=sizes.changes)
+    envelopes = work.envelopes
+    publics = {o: k.public_key() for o, k in work.keys.items()}
+    with open_store(root / "receiver", "rx") as store:
+        for entry in work.key_entries():
+            store.register_key(entry)
+        elapsed = apply_in_batches(store, envelopes, sizes.batch)
+        check_accepted(store, [f"web-{i}" for i in range(0, sizes.pods, 20)])
+        held = sum(store.version_vector().get(o, 0) for o in ORIGINS)
+        if held != len(envelopes):
+            raise RuntimeError(f"the receiver holds {held} of {len(envelopes)} changes")
+        info, st = store._env.info(), store._env.stat()
+        used = (info["last_pgno"] + 1) * st["psize"]
+        live = live_pages(store._env) * st["psize"]
+    verify_s = verify_each(envelopes, publics)
+    n = len(envelopes)
+    per_s = n / elapsed
+    wire = sum(map(len, envelopes)) / n
+    report.add(
+        "batch_apply_changes_per_s",
+        per_s,
+        "changes/s",
+        target="≥ 50,000",
+        met=per_s >= 50_000,
+        reference=("verify_each_changes_per_s", n / verify_s),
+    )
+    report.add("bytes_per_change", used / n, "bytes", reference=("envelope_bytes_per_change", wire))
+    report.add(
+        "live_bytes_per_change", live / n, "bytes", reference=("envelope_bytes_per_change", wire)
+    )
+    report.add("envelope_bytes_per_change", wire, "bytes")
+    report.sizes.update(changes=n, pods=sizes.pods, batch=sizes.batch, origins=len(ORIGINS))
+
+
+def bench_history(root: FsPath, sizes: Sizes, report: Report, rng: random.Random) -> None:
+    work = Workload(rng=rng, end_ms=now_ms(), changes=sizes.revisions)
+    pod = _Pod("big")
+    while len(work.envelopes) < sizes.revisions:
+        work.step(pod, len(work.envelopes))
+    envelopes = work.envelopes
+    with open_store(root / "history", "rx") as store:
+        for entry in work.key_entries():
+            store.register_key(entry)
+        apply_in_batches(store, envelopes, sizes.batch)
+        check_accepted(store, ["big"])
+        env = store._env
+        history_db = named_db(env, b"history")
+        prefix = b"Pod\0big\0"  # history keys: kind \0 name \0 hlc origin \0 seq
+
+        def raw_scan() -> int:
+            n = 0
+            with env.begin() as txn:
+                cur = txn.cursor(db=history_db)
+                if cur.set_range(prefix):
+                    for key, _value in cur:  # both read, neither decoded
+                        if not key.startswith(prefix):
+                            break
+                        n += 1
+            return n
+
+        def history() -> int:
+            return len(store.history("Pod", "big"))
+
+        api_ms = median_ms(history, sizes.history_calls, expect=len(envelopes))
+        raw_ms = median_ms(raw_scan, sizes.history_calls, expect=len(envelopes))
+    report.add(
+        "history_10k_ms",
+        api_ms,
+        "ms",
+        target="≤ 50",
+        met=api_ms <= 50,
+        reference=("history_raw_scan_ms", raw_ms),
+    )
+    report.sizes["revisions"] = len(envelopes)
+
+
+def median_ms(fn: Callable[[], int], calls: int, *, expect: int) -> float:
+    times: list[float] = []
+    gc.collect()
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        got = fn()
+        times.append(time.perf_counter() - t0)
+        if got != expect:
+            raise RuntimeError(f"expected {expect} history entries, got {got}")
+    return statistics.median(times) * 1e3
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in FsPath("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "lmdb": ".".join(map(str, lmdb.version())),
+        "py_lmdb": lmdb.__version__,
+    }
+
+
+def fmt(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def print_table(
+    report: Report, facts: dict[str, Any], where: str, elapsed: float, *, quick: bool
+) -> None:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=130)  # piped or captured: do not squeeze the names
+    title = "edgenode store benchmark"
+    if quick:
+        title += " (--quick: sizes too small to judge the targets)"
+    table = Table(title=title, title_justify="left")
+    table.add_column("figure", no_wrap=True)
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    table.add_column("target", justify="right")
+    table.add_column("met", justify="center")
+    table.add_column("reference, same run", no_wrap=True)
+    table.add_column("value ÷ ref", justify="right")
+    for f in report.figures:
+        met = "—" if f.met is None or quick else ("[green]yes[/]" if f.met else "[red]NO[/]")
+        ref, ratio = "—", "—"
+        if f.reference is not None and f.reference_value is not None:
+            ref = f"{f.reference} = {fmt(f.reference_value)}"
+            if f.reference_value > 0:
+                ratio = f"{f.value / f.reference_value:.2f}×"
+        table.add_row(f.name, fmt(f.value), f.unit, f.target, met, ref, ratio)
+    console.print(table)
+    console.print(
+        f"machine: {facts['cpus']} CPUs ({facts['cpu']}), {facts['implementation']} "
+        f"{facts['python']}, {facts['platform']}, LMDB {facts['lmdb']} (py-lmdb "
+        f"{facts['py_lmdb']}); stores under {where}",
+        highlight=False,
+    )
+    sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
+    console.print(f"sizes: {sizes}; took {elapsed:.1f} s", highlight=False)
+
+
+def run(sizes: Sizes, where: str | None, seed: int) -> tuple[Report, str]:
+    rng = random.Random(seed)
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="edgenode-bench-", dir=where) as tmp:
+        root = FsPath(tmp)
+        bench_local_commit(root, sizes, report)
+        bench_batch_apply(root, sizes, report, rng)
+        bench_history(root, sizes, report, rng)
+        return report, str(root.parent)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--dir", help="where to create the temporary stores (default: $TMPDIR)")
+    parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    t0 = time.perf_counter()
+    if not args.json:
+        with Console(stderr=True).status("running the store benchmark…"):
+            report, where = run(sizes, args.dir, args.seed)
+    else:
+        report, where = run(sizes, args.dir, args.seed)
+    elapsed = time.perf_counter() - t0
+    facts = machine()
+    if args.json:
+        out: dict[str, Any] = dict(report.values)
+        out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
+        print(json.dumps(out))
+    else:
+        print_table(report, facts, where, elapsed, quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
