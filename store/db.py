@@ -146,20 +146,35 @@ class Store:
         self.rules = rules
         self._clock_ms = clock
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.watchers = Watchers()
+        self.clock = HybridClock(config=hlc or HlcConfig())
+        self.registry = KeyRegistry()
         self._env = lmdb.open(
             str(self.path), map_size=map_size, max_dbs=8, subdir=True, sync=True, metasync=True
         )
+        try:
+            self._open(node_id, signing_key, node_managers)
+        except lmdb.MapFullError:
+            error = _full(self)
+            self._env.close()
+            raise error from None
+        except BaseException:
+            self._env.close()
+            raise
+
+    def _open(
+        self, node_id: str, signing_key: Ed25519PrivateKey, node_managers: Sequence[str] | None
+    ) -> None:
         self._log = self._env.open_db(b"log")
         self._heads = self._env.open_db(b"heads")
         self._objects = self._env.open_db(b"objects")
         self._history = self._env.open_db(b"history")
         self._meta = self._env.open_db(b"meta")
         self._keys = self._env.open_db(b"keys")
-        self.watchers = Watchers()
-        self.clock = HybridClock(config=hlc or HlcConfig())
-        self.registry = KeyRegistry()
         public = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         managers = tuple(node_managers or (f"node:{node_id}", "placement"))
+        own = KeyEntry(node_id, public, managers)
+        trusted: list[KeyEntry] = []
         with self._write() as txn:
             fmt = txn.get(b"format", db=self._meta)
             if fmt is None:
@@ -178,8 +193,11 @@ class Store:
             self._load_clock(txn)
             for k, v in txn.cursor(db=self._keys):
                 pub, mgrs = cbor2.loads(v)
-                self.registry.add(KeyEntry(k.decode(), pub, tuple(mgrs)))
-            self._put_key(txn, KeyEntry(node_id, public, managers))
+                trusted.append(KeyEntry(k.decode(), pub, tuple(mgrs)))
+            self._put_key(txn, own)
+        # Trust only what is durably written.
+        for entry in [*trusted, own]:
+            self.registry.add(entry)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -211,13 +229,13 @@ class Store:
             cbor2.dumps([entry.public_key, list(entry.managers)]),
             db=self._keys,
         )
-        self.registry.add(entry)
 
     def register_key(self, entry: KeyEntry) -> None:
         """Trust `entry.public_key` to act as `entry.managers` (replaces an earlier entry)."""
         check_id(entry.key_id, "the key id")
         with self._write() as txn:
             self._put_key(txn, entry)
+        self.registry.add(entry)  # only once it is durably written
 
     def _state(self, txn: Any, kind: str, name: str) -> ObjectState | None:
         raw = txn.get(_okey(kind, name), db=self._objects)
@@ -633,8 +651,9 @@ class _WriteTxn:
 
 def _full(store: Store) -> StoreFullError:
     size = store._env.info()["map_size"]
+    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size // 1024} KiB"
     return StoreFullError(
-        f"the store at {store.path} is full (map size {size / 2**20:.1f} MiB); nothing was "
+        f"the store at {store.path} is full (map size {shown}); nothing was "
         "written; reopen it with a larger map size (Store(map_size=...))"
     )
 

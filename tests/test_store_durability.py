@@ -331,3 +331,20 @@ def test_full_map_refuses_a_remote_batch_whole_and_a_larger_map_takes_it(
             assert state is not None and theirs is not None
             assert state.encode() == theirs.encode()
         assert assert_consistent(store, [NODE, "n2"]) == len(batch) + 1
+
+
+def test_a_key_whose_registration_did_not_fit_is_not_trusted(tmp_path: FsPath) -> None:
+    store = open_store(tmp_path / "store", Ed25519PrivateKey.generate(), map_size=TINY_MAP)
+    with pytest.raises(StoreFullError):
+        for i in range(100_000):
+            stranger = Ed25519PrivateKey.generate()
+            public = stranger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            store.register_key(KeyEntry(f"k{i}-" + "x" * 200, public, ("user",) * 50))
+    assert store.registry.get(f"k{i}-" + "x" * 200) is None
+    store.close()
+
+
+def test_a_map_too_small_to_open_is_a_clear_error(tmp_path: FsPath) -> None:
+    with pytest.raises(StoreFullError) as raised:
+        open_store(tmp_path / "store", Ed25519PrivateKey.generate(), map_size=16 << 10)
+    assert "16 KiB" in str(raised.value)
