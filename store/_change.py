@@ -34,6 +34,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NewType
 
 import cbor2
@@ -85,8 +86,11 @@ Seen = tuple[Path, ChangeId]
 SortKey = tuple[int, int, str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
+    """One change, decoded. Treat it as immutable (it is not frozen only because building
+    frozen objects costs several times more, and a node builds one per change it receives)."""
+
     origin: str
     seq: int
     prev: bytes
@@ -103,15 +107,9 @@ class Change:
     author_sig: bytes | None
     envelope: bytes
     digest: bytes
-
-    @property
-    def id(self) -> ChangeId:
-        return ChangeId(self.origin, self.seq)
-
-    @property
-    def sort_key(self) -> SortKey:
-        """Fold order: (hlc, origin), then seq (an origin's hlc never repeats)."""
-        return (self.hlc.wall_ms, self.hlc.counter, self.origin, self.seq)
+    id: ChangeId
+    sort_key: SortKey
+    """Fold order: (hlc, origin), then seq (an origin's hlc never repeats)."""
 
     @property
     def target(self) -> str:
@@ -119,9 +117,14 @@ class Change:
 
 
 def check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _valid_id(value):
         raise ValueError(f"{what} must be 1-253 characters of [A-Za-z0-9._-@/], got {value!r}")
     return value
+
+
+@lru_cache(maxsize=4096)
+def _valid_id(value: str) -> bool:
+    return _ID.match(value) is not None
 
 
 def check_manager(value: object) -> str:
@@ -131,6 +134,11 @@ def check_manager(value: object) -> str:
 
 
 def check_op(raw: object) -> Op:
+    if type(raw) is list and len(raw) == 3 and raw[0] == "set":  # the common case, fast
+        arg = raw[2]
+        if arg is not None and type(arg) not in _SCALARS:
+            arg = check_leaf(arg)
+        return Op("set", check_path(raw[1]), arg)
     if not isinstance(raw, list | tuple) or not 2 <= len(raw) <= 3:
         raise ValueError(f"an op is [name, path] or [name, path, arg], got {raw!r}")
     name = raw[0]
@@ -221,6 +229,8 @@ def make_change(
         author_sig=author_sig if author != origin else None,
         envelope=envelope,
         digest=hashlib.sha256(envelope).digest(),
+        id=ChangeId(origin, seq),
+        sort_key=(hlc.wall_ms, hlc.counter, origin, seq),
     )
 
 
@@ -252,14 +262,18 @@ def decode_change(envelope: object) -> Change:
         ) from None
 
 
+_BODY_KEYS = frozenset({"v", "o", "s", "p", "t", "h", "a", "m", "ops", "seen", "at"})
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def _from_body(
     m: object, *, body: bytes, sig: bytes, asig: bytes | None, envelope: bytes
 ) -> Change:
-    if not isinstance(m, dict):
+    # One pass, cheapest checks first: this runs for every change a node receives.
+    if type(m) is not dict:
         raise ValueError("the body is a map")
-    allowed = {"v", "o", "s", "p", "t", "h", "a", "m", "ops", "seen", "at"}
-    if set(m) - allowed:
-        raise ValueError(f"unknown body keys {sorted(map(str, set(m) - allowed))}")
+    if not m.keys() <= _BODY_KEYS:
+        raise ValueError(f"unknown body keys {sorted(map(str, m.keys() - _BODY_KEYS))}")
     if m.get("v") != FORMAT_VERSION:
         raise ValueError(f"format version {m.get('v')!r} is not {FORMAT_VERSION}")
     origin = check_id(m.get("o"), "the origin")
@@ -267,16 +281,16 @@ def _from_body(
     if type(seq) is not int or seq < 1:
         raise ValueError(f"seq is an integer ≥ 1, got {seq!r}")
     prev = m.get("p")
-    if not isinstance(prev, bytes) or len(prev) != 32:
+    if type(prev) is not bytes or len(prev) != 32:
         raise ValueError("prev is a 32-byte digest")
     target = m.get("t")
-    if not (isinstance(target, list) and len(target) == 2):
+    if type(target) is not list or len(target) != 2:
         raise ValueError("the target is [kind, name]")
     kind = check_id(target[0], "the kind")
     name = check_id(target[1], "the object name")
     h = m.get("h")
     if not (
-        isinstance(h, list)
+        type(h) is list
         and len(h) == 2
         and type(h[0]) is int
         and type(h[1]) is int
@@ -287,15 +301,15 @@ def _from_body(
     author = check_id(m.get("a"), "the author")
     manager = check_manager(m.get("m"))
     raw_ops = m.get("ops")
-    if not isinstance(raw_ops, list) or not 1 <= len(raw_ops) <= MAX_OPS:
+    if type(raw_ops) is not list or not 1 <= len(raw_ops) <= MAX_OPS:
         raise ValueError(f"ops is a list of 1..{MAX_OPS} operations")
-    ops = tuple(check_op(o) for o in raw_ops)
+    ops = tuple([check_op(o) for o in raw_ops])
     raw_seen = m.get("seen")
-    if not isinstance(raw_seen, list) or len(raw_seen) > 4 * MAX_OPS:
+    if type(raw_seen) is not list or len(raw_seen) > 4 * MAX_OPS:
         raise ValueError("seen is a list of [path, origin, seq]")
     seen: list[Seen] = []
     for s in raw_seen:
-        if not (isinstance(s, list) and len(s) == 3 and type(s[2]) is int and s[2] >= 1):
+        if not (type(s) is list and len(s) == 3 and type(s[2]) is int and s[2] >= 1):
             raise ValueError(f"a seen entry is [path, origin, seq], got {s!r}")
         seen.append((check_path(s[0], allow_root=True), ChangeId(check_id(s[1], "origin"), s[2])))
     at = m.get("at")
@@ -304,23 +318,26 @@ def _from_body(
             raise ValueError("a change authored by its origin carries no `at` nor author signature")
     elif type(at) is not int or asig is None:
         raise ValueError("a change authored by someone else needs `at` and an author signature")
+    hlc = Hlc(h[0], h[1])
     return Change(
-        origin=origin,
-        seq=seq,
-        prev=prev,
-        kind=kind,
-        name=name,
-        hlc=Hlc(h[0], h[1]),
-        author=author,
-        manager=manager,
-        ops=ops,
-        seen=tuple(seen),
-        at=at,
-        body=body,
-        origin_sig=sig,
-        author_sig=asig,
-        envelope=envelope,
-        digest=hashlib.sha256(envelope).digest(),
+        origin,
+        seq,
+        prev,
+        kind,
+        name,
+        hlc,
+        author,
+        manager,
+        ops,
+        tuple(seen),
+        at,
+        body,
+        sig,
+        asig,
+        envelope,
+        hashlib.sha256(envelope).digest(),
+        ChangeId(origin, seq),
+        (h[0], h[1], origin, seq),
     )
 
 

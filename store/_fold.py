@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cbor2
+import msgpack
 
 from store._change import Change, ChangeId, SortKey
 from store._hlc import Hlc
@@ -40,9 +40,23 @@ CREATED = 1
 DELETED = 2
 
 
-@dataclass(frozen=True, slots=True)
+def _pack(record: list[Any]) -> bytes:
+    packed: bytes = msgpack.packb(record)
+    return packed
+
+
+def _joined(path: Path) -> str:
+    """A path as one string: keys joined by NUL (which keys may not contain)."""
+    return "\0".join(path)
+
+
+def _split(key: str) -> Path:
+    return tuple(key.split("\0")) if key else ()
+
+
+@dataclass(slots=True)
 class HistoryEntry:
-    """One revision of an object, as history lists it."""
+    """One revision of an object, as history lists it. Treat as immutable."""
 
     change: ChangeId
     hlc: Hlc
@@ -62,7 +76,7 @@ class HistoryEntry:
         return bool(self.flags & DELETED)
 
     def encode(self) -> bytes:
-        return cbor2.dumps(
+        return _pack(
             [
                 self.change.origin,
                 self.change.seq,
@@ -70,25 +84,24 @@ class HistoryEntry:
                 self.hlc.counter,
                 self.author,
                 self.manager,
-                [list(p) for p in self.fields],
-                [[list(p), c.origin, c.seq] for p, c in self.conflicts],
-                [[list(p), o] for p, o in self.refused],
+                [_joined(p) for p in self.fields],
+                [[_joined(p), c.origin, c.seq] for p, c in self.conflicts],
+                [[_joined(p), o] for p, o in self.refused],
                 self.flags,
-            ],
-            canonical=True,
+            ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> HistoryEntry:
-        o, s, w, c, a, m, f, cf, rf, fl = cbor2.loads(data)
+        o, s, w, c, a, m, f, cf, rf, fl = msgpack.unpackb(data)
         return cls(
             ChangeId(o, s),
             Hlc(w, c),
             a,
             m,
-            tuple(tuple(p) for p in f),
-            tuple((tuple(p), ChangeId(co, cs)) for p, co, cs in cf),
-            tuple((tuple(p), ow) for p, ow in rf),
+            tuple(map(_split, f)),
+            tuple((_split(p), ChangeId(co, cs)) for p, co, cs in cf) if cf else (),
+            tuple((_split(p), ow) for p, ow in rf) if rf else (),
             fl,
         )
 
@@ -111,35 +124,54 @@ class ObjectState:
         return Owners(self.name, rules, self.transfers, self.shares, self.fields)
 
     def encode(self) -> bytes:
-        """Canonical bytes: equal states encode to equal bytes."""
-        return cbor2.dumps(
-            {
-                "k": self.kind,
-                "n": self.name,
-                "x": self.exists,
-                "r": self.revision,
-                "l": list(self.last_key) if self.last_key else None,
-                "f": [[list(p), self.fields[p]] for p in sorted(self.fields)],
-                "w": [[list(p), c.origin, c.seq] for p, c in sorted(self.writers.items())],
-                "o": [[list(p), m] for p, m in sorted(self.transfers.items())],
-                "s": [[list(p), list(m)] for p, m in sorted(self.shares.items())],
-            },
-            canonical=True,
+        """Canonical bytes: equal states encode to equal bytes.
+
+        One row per field path, sorted: ``[path, writer origin, writer seq, value]`` for a
+        field, ``[path, writer origin, writer seq]`` for a tombstone (the root path ``""`` holds
+        the writer of the object's existence). msgpack, not CBOR: this record is internal,
+        rewritten on every change, and msgpack encodes it several times faster, deterministically.
+        """
+        fields = self.fields
+        rows: list[list[Any]] = []
+        for p in sorted(self.writers):
+            w = self.writers[p]
+            if p in fields:
+                rows.append([_joined(p), w.origin, w.seq, fields[p]])
+            else:
+                rows.append([_joined(p), w.origin, w.seq])
+        return _pack(
+            [
+                self.kind,
+                self.name,
+                self.exists,
+                self.revision,
+                list(self.last_key) if self.last_key else None,
+                rows,
+                [[_joined(p), m] for p, m in sorted(self.transfers.items())],
+                [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
+            ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> ObjectState:
-        d: dict[str, Any] = cbor2.loads(data)
+        kind, name, exists, revision, last, rows, transfers, shares = msgpack.unpackb(data)
+        fields: dict[Path, Leaf] = {}
+        writers: dict[Path, ChangeId] = {}
+        for row in rows:
+            p = _split(row[0])
+            writers[p] = ChangeId(row[1], row[2])
+            if len(row) == 4:
+                fields[p] = row[3]
         return cls(
-            kind=d["k"],
-            name=d["n"],
-            exists=d["x"],
-            revision=d["r"],
-            last_key=tuple(d["l"]) if d["l"] else None,
-            fields={tuple(p): v for p, v in d["f"]},
-            writers={tuple(p): ChangeId(o, s) for p, o, s in d["w"]},
-            transfers={tuple(p): m for p, m in d["o"]},
-            shares={tuple(p): tuple(m) for p, m in d["s"]},
+            kind=kind,
+            name=name,
+            exists=exists,
+            revision=revision,
+            last_key=(last[0], last[1], last[2], last[3]) if last else None,
+            fields=fields,
+            writers=writers,
+            transfers={_split(p): m for p, m in transfers},
+            shares={_split(p): tuple(m) for p, m in shares},
         )
 
 

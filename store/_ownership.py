@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from store._path import Leaf, Path, format_path, is_under, parse_path, prefixes
+from store._path import Leaf, Path, format_path, parse_path, prefixes_of
 
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
@@ -71,25 +71,27 @@ class Owners:
     fields: Mapping[Path, Leaf]
 
     def owner_of(self, path: Path) -> str:
-        """The manager owning `path`; an unresolved template is returned with its reason."""
-        best: tuple[int, str] | None = None
-        for rule in self.rules:
-            if is_under(path, rule.prefix) and (best is None or len(rule.prefix) > best[0]):
-                best = (len(rule.prefix), rule.owner)
-        for prefix, owner in self.transfers.items():
-            if is_under(path, prefix) and (best is None or len(prefix) >= best[0]):
-                best = (len(prefix), owner)
-        if best is None:
-            return "nobody (this kind declares no owner for it)"
-        return self._expand(best[1])
+        """The manager owning `path`; an unresolved template is returned with its reason.
+
+        The longest matching prefix wins; at equal length a transfer beats the kind's rule."""
+        table = _table(self.rules)
+        transfers = self.transfers
+        for prefix in prefixes_of(path):
+            owner = transfers.get(prefix) if transfers else None
+            if owner is None:
+                owner = table.get(prefix)
+            if owner is not None:
+                return self._expand(owner) if "{" in owner else owner
+        return "nobody (this kind declares no owner for it)"
 
     def may_write(self, manager: str, path: Path) -> Refusal | None:
         owner = self.owner_of(path)
         if owner == manager:
             return None
-        for prefix in prefixes(path):
-            if manager in self.shares.get(prefix, ()):
-                return None
+        if self.shares:
+            for prefix in prefixes_of(path):
+                if manager in self.shares.get(prefix, ()):
+                    return None
         return Refusal(path, owner, manager)
 
     def may_govern(self, manager: str, path: Path) -> Refusal | None:
@@ -115,3 +117,18 @@ class Owners:
 
 class _UnresolvedError(Exception):
     pass
+
+
+# Compiled rule tables, one per rules object (kept alive here, so its id is never reused).
+_TABLES: dict[int, tuple[KindRules, dict[Path, str]]] = {}
+
+
+def _table(rules: KindRules) -> dict[Path, str]:
+    hit = _TABLES.get(id(rules))
+    if hit is not None and hit[0] is rules:
+        return hit[1]
+    table = {r.prefix: r.owner for r in rules}
+    if len(_TABLES) > 1024:
+        _TABLES.clear()
+    _TABLES[id(rules)] = (rules, table)
+    return table

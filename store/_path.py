@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 Path = tuple[str, ...]
@@ -72,6 +73,7 @@ def format_path(path: Path) -> str:
     return "".join(parts)
 
 
+@lru_cache(maxsize=4096)
 def parse_path(text: str) -> Path:
     """Inverse of `format_path`: ``spec.env["A.B"]`` → ``("spec", "env", "A.B")``."""
     out: list[str] = []
@@ -103,17 +105,35 @@ def parse_path(text: str) -> Path:
 
 
 def check_path(path: object, *, allow_root: bool = False) -> Path:
-    """A decoded path, checked: a tuple of 0..32 non-empty strings of at most 253 chars."""
+    """A decoded path, checked: a tuple of 0..32 non-empty strings of at most 253 characters,
+    without NUL. Paths repeat endlessly, so each distinct one is checked once."""
     if not isinstance(path, list | tuple):
         raise ValueError(f"a path is a list of keys, got {type(path).__name__}")
     if not path and not allow_root:
         raise ValueError("this operation needs a field path, got the object root")
     if len(path) > MAX_DEPTH:
         raise ValueError(f"a path has at most {MAX_DEPTH} keys, got {len(path)}")
+    key = tuple(path)
+    try:
+        return _checked_path(key)
+    except TypeError:  # an unhashable element: not a string anyway
+        raise ValueError(f"path keys are strings, got {path!r}") from None
+
+
+@lru_cache(maxsize=65536)
+def _checked_path(path: Path) -> Path:
     for seg in path:
-        if not isinstance(seg, str) or not seg or len(seg) > MAX_SEGMENT:
-            raise ValueError(f"path keys are non-empty strings of ≤{MAX_SEGMENT} chars: {seg!r}")
-    return tuple(path)
+        if not isinstance(seg, str) or not seg or len(seg) > MAX_SEGMENT or "\0" in seg:
+            raise ValueError(
+                f"path keys are non-empty strings of ≤{MAX_SEGMENT} chars without NUL: {seg!r}"
+            )
+    return path
+
+
+@lru_cache(maxsize=65536)
+def prefixes_of(path: Path) -> tuple[Path, ...]:
+    """Every prefix of `path`, longest first, ending with the root ``()`` (memoized)."""
+    return tuple(path[:n] for n in range(len(path), -1, -1))
 
 
 def check_leaf(value: object, *, depth: int = 0) -> Leaf:
