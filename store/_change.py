@@ -35,7 +35,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, NewType
+from typing import Any, NamedTuple, NewType
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -54,8 +54,10 @@ OP_NAMES = frozenset({"set", "del", "new", "share", "own"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-@/]{0,252}$")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ChangeId:
+class ChangeId(NamedTuple):
+    """A change's id: its origin and its number in that origin's chain (a tuple, so hashing and
+    comparing run at C speed: the fold does both for every field it touches)."""
+
     origin: str
     seq: int
 
@@ -63,8 +65,9 @@ class ChangeId:
         return f"{self.origin}:{self.seq}"
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
+    """One operation of a change: set, del, new, share or own (see the module docstring)."""
+
     op: str
     path: Path
     arg: Any = None

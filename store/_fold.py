@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import msgpack
@@ -34,7 +35,7 @@ import msgpack
 from store._change import Change, ChangeId, SortKey
 from store._hlc import Hlc
 from store._ownership import KindRules, Owners, Refusal
-from store._path import Leaf, Path, is_under, same_leaf, unflatten
+from store._path import Leaf, Path, format_path, is_under, same_leaf, unflatten
 
 CREATED = 1
 DELETED = 2
@@ -52,6 +53,21 @@ def _joined(path: Path) -> str:
 
 def _split(key: str) -> Path:
     return tuple(key.split("\0")) if key else ()
+
+
+@lru_cache(maxsize=65536)
+def display_key(key: str) -> str:
+    """A stored path key (see `_joined`) as users read it, e.g. ``spec.containers.web``."""
+    return format_path(_split(key))
+
+
+def history_records(values: Iterable[bytes]) -> list[list[Any]]:
+    """Stored history entries as plain records, for listing many at once:
+    ``[origin, seq, wall_ms, counter, author, manager, [path key], conflicts, refused, flags]``
+    (conflicts ``[[path key, origin, seq]]``, refused ``[[path key, owner]]``)."""
+    unpacker = msgpack.Unpacker(use_list=True)
+    unpacker.feed(b"".join(values))
+    return list(unpacker)
 
 
 @dataclass(slots=True)
@@ -93,7 +109,11 @@ class HistoryEntry:
 
     @classmethod
     def decode(cls, data: bytes) -> HistoryEntry:
-        o, s, w, c, a, m, f, cf, rf, fl = msgpack.unpackb(data)
+        return cls.from_record(msgpack.unpackb(data))
+
+    @classmethod
+    def from_record(cls, record: list[Any]) -> HistoryEntry:
+        o, s, w, c, a, m, f, cf, rf, fl = record
         return cls(
             ChangeId(o, s),
             Hlc(w, c),

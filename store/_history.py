@@ -10,17 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store._change import ChangeId, Op
-from store._fold import HistoryEntry, ObjectState
+from store._fold import CREATED, DELETED, ObjectState, display_key
 from store._ownership import KindRules, Owners, Refusal
-from store._path import Leaf, Path, format_path, is_under, same_leaf
+from store._path import Leaf, Path, is_under, same_leaf
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Revision:
+    """One revision as history shows it (a plain record: history builds thousands)."""
+
     revision: int
     change: ChangeId
     time_ms: int
-    hlc: str
+    counter: int
     author: str
     manager: str
     fields: tuple[str, ...]
@@ -32,6 +34,11 @@ class Revision:
     """Fields of this change that a concurrent change overwrote (it lost a concurrent edit)."""
     refused: tuple[str, ...] = ()
     """Fields this change was not allowed to write; a refused change has no effect."""
+
+    @property
+    def hlc(self) -> str:
+        """The hybrid logical timestamp, ``wall_ms.counter``."""
+        return f"{self.time_ms}.{self.counter}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,37 +57,50 @@ class Revision:
         }
 
 
-def revisions(entries: Sequence[HistoryEntry]) -> list[Revision]:
-    revision_of = {e.change: i for i, e in enumerate(entries, 1)}
-    lost: dict[ChangeId, list[str]] = {}
-    for e in entries:
-        for path, loser in e.conflicts:
-            lost.setdefault(loser, []).append(
-                f"{format_path(path)} (by {e.change}, revision {revision_of[e.change]})"
-            )
+def revisions(records: Sequence[list[Any]]) -> list[Revision]:
+    """Revisions numbered from 1 in fold order (records from `history_records`), with both
+    sides of each conflict marked. Built straight from the records: history lists thousands."""
+    has_conflicts = any(r[7] for r in records)
+    revision_of: dict[tuple[str, int], int] = {}
+    lost: dict[tuple[str, int], list[str]] = {}
+    if has_conflicts:
+        revision_of = {(r[0], r[1]): i for i, r in enumerate(records, 1)}
+        for r in records:
+            for key, origin, seq in r[7]:
+                lost.setdefault((origin, seq), []).append(
+                    f"{display_key(key)} (by {r[0]}:{r[1]}, revision {revision_of[r[0], r[1]]})"
+                )
     out: list[Revision] = []
-    for i, e in enumerate(entries, 1):
-        out.append(
+    append = out.append
+    for i, (o, s, w, c, a, m, f, cf, rf, fl) in enumerate(records, 1):
+        append(
             Revision(
-                revision=i,
-                change=e.change,
-                time_ms=e.hlc.wall_ms,
-                hlc=str(e.hlc),
-                author=e.author,
-                manager=e.manager,
-                fields=tuple(format_path(p) for p in e.fields),
-                created=e.created,
-                deleted=e.deleted,
-                conflicts=tuple(
-                    f"{format_path(p)} (over {c}"
-                    + (f", revision {revision_of[c]})" if c in revision_of else ")")
-                    for p, c in e.conflicts
-                ),
-                overwritten=tuple(lost.get(e.change, ())),
-                refused=tuple(f"{format_path(p)} (owned by {o})" for p, o in e.refused),
+                i,
+                ChangeId(o, s),
+                w,
+                c,
+                a,
+                m,
+                tuple(map(display_key, f)),
+                bool(fl & CREATED),
+                bool(fl & DELETED),
+                _conflicts(cf, revision_of) if cf else (),
+                tuple(lost[o, s]) if lost and (o, s) in lost else (),
+                tuple(f"{display_key(k)} (owned by {owner})" for k, owner in rf) if rf else (),
             )
         )
     return out
+
+
+def _conflicts(
+    conflicts: list[list[Any]], revision_of: Mapping[tuple[str, int], int]
+) -> tuple[str, ...]:
+    out = []
+    for key, origin, seq in conflicts:
+        rev = revision_of.get((origin, seq))
+        where = f", revision {rev})" if rev is not None else ")"
+        out.append(f"{display_key(key)} (over {origin}:{seq}{where}")
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

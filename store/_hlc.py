@@ -14,14 +14,16 @@ updated, so one node with a bad clock cannot drag every other clock into the fut
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from store._errors import ClockDriftError
 
 MAX_COUNTER = 2**32 - 1
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Hlc:
+class Hlc(NamedTuple):
+    """A timestamp; ordered as a tuple (wall_ms, counter)."""
+
     wall_ms: int
     counter: int
 

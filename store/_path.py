@@ -61,6 +61,7 @@ def prefixes(path: Path) -> Iterator[Path]:
         yield path[:n]
 
 
+@lru_cache(maxsize=65536)
 def format_path(path: Path) -> str:
     if not path:
         return "(object)"

@@ -51,7 +51,15 @@ from store._errors import (
     SignatureError,
     StoreFullError,
 )
-from store._fold import HistoryEntry, ObjectState, apply_change, leaves_changed, refusals, view
+from store._fold import (
+    HistoryEntry,
+    ObjectState,
+    apply_change,
+    history_records,
+    leaves_changed,
+    refusals,
+    view,
+)
 from store._history import Revision, plan_to, revisions, seen_for
 from store._hlc import Hlc, HlcConfig, HybridClock
 from store._keys import KeyEntry, KeyRegistry
@@ -243,17 +251,20 @@ class Store:
         raw = txn.get(_okey(kind, name), db=self._objects)
         return ObjectState.decode(raw) if raw is not None else None
 
-    def _entries(self, txn: Any, kind: str, name: str) -> list[HistoryEntry]:
+    def _history_values(self, txn: Any, kind: str, name: str) -> list[bytes]:
+        """The stored history entries of an object, in fold order (raw)."""
         prefix = _okey(kind, name) + b"\0"
         cur = txn.cursor(db=self._history)
-        out: list[HistoryEntry] = []
+        out: list[bytes] = []
         if cur.set_range(prefix):
-            decode = HistoryEntry.decode
             for k, v in cur:
                 if not k.startswith(prefix):
                     break
-                out.append(decode(v))
+                out.append(v)
         return out
+
+    def _entries(self, txn: Any, kind: str, name: str) -> list[HistoryEntry]:
+        return [HistoryEntry.decode(v) for v in self._history_values(txn, kind, name)]
 
     def _change(self, txn: Any, cid: ChangeId) -> Change:
         raw = txn.get(_lkey(cid.origin, cid.seq), db=self._log)
@@ -455,9 +466,8 @@ class Store:
         manager the author may not act as, a timestamp beyond the drift bound.
         """
         events: list[ChangeApplied] = []
-        with _gc_paused():
-            decoded = [decode_change(e) for e in envelopes]
-            batch, refolded = self._apply_decoded(decoded, events)
+        decoded = [decode_change(e) for e in envelopes]
+        batch, refolded = self._apply_decoded(decoded, events)
         self.watchers.publish(events)
         return Applied([e.change for e in events], batch.duplicates, refolded)
 
@@ -539,11 +549,12 @@ class Store:
         return out
 
     def history(self, kind: str, name: str) -> list[Revision]:
-        with _gc_paused(), self._env.begin() as txn:
-            entries = self._entries(txn, kind, name)
-        if not entries:
-            raise NotFoundError(f"{kind}/{name} has no history: no such object")
-        return revisions(entries)
+        """Every revision of an object, oldest first."""
+        with self._env.begin() as txn, _collector_paused():
+            records = history_records(self._history_values(txn, kind, name))
+            if not records:
+                raise NotFoundError(f"{kind}/{name} has no history: no such object")
+            return revisions(records)
 
     def state_at(self, kind: str, name: str, revision: int) -> ObjectState:
         """The object as it was right after `revision` (1 = its first change)."""
@@ -637,20 +648,20 @@ class Store:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while decoding a batch.
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector around one bounded burst of allocations.
 
-    A batch allocates many small lists and dicts, which keeps triggering generation-0
-    collections that scan every live object; that more than doubled the cost of decoding a
-    change. The objects built here form no reference cycles, so nothing is lost by collecting
-    once afterwards (on the collector's own schedule) instead.
+    Listing a long history allocates a few objects per revision; with the collector on, the
+    survivors trigger collections that scan the whole heap, which made listing 10,000
+    revisions take anywhere from 40 to 130 ms. The records built here hold no reference
+    cycles, so pausing loses nothing; the previous state is restored.
     """
-    was_enabled = gc.isenabled()
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if enabled:
             gc.enable()
 
 
