@@ -70,6 +70,8 @@ from store.watch import ChangeApplied, Watch, Watchers
 
 STORE_FORMAT = 1
 DEFAULT_MAP_SIZE = 1 << 30
+CATCHUP_CHUNK_BYTES = 4 << 20
+"""How much `missing()` returns at once: one catch-up chunk, applied in one transaction."""
 
 
 def wall_clock_ms() -> int:
@@ -600,7 +602,9 @@ class Store:
         with self._env.begin() as txn:
             return {k.decode(): cbor2.loads(v)[0] for k, v in txn.cursor(db=self._heads)}
 
-    def missing(self, peer: Mapping[str, int], *, max_bytes: int = 4 << 20) -> Missing:
+    def missing(
+        self, peer: Mapping[str, int], *, max_bytes: int = CATCHUP_CHUNK_BYTES
+    ) -> Missing:
         """The changes a peer with version vector `peer` lacks, up to about `max_bytes`."""
         out: list[bytes] = []
         size = 0
