@@ -36,7 +36,8 @@ from store._hlc import Hlc, HlcConfig, HybridClock
 from store._keys import KeyEntry, KeyRegistry
 from store._ownership import KindRules, OwnerRule, Rules
 from store._path import Path, flatten, format_path, parse_path, unflatten
-from store.db import Applied, Committed, FieldDiff, Missing, Rollback, Store
+from store._results import Applied, Committed, FieldDiff, Missing, Rollback
+from store.db import Store
 from store.watch import ChangeApplied, Watch, WatchOverflowed
 
 __all__ = [

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from store._errors import OwnershipError
 from store._path import Leaf, Path, format_path, parse_path, prefixes_of
 
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
@@ -132,3 +133,16 @@ def _table(rules: KindRules) -> dict[Path, str]:
         _TABLES.clear()
     _TABLES[id(rules)] = (rules, table)
     return table
+
+
+def ownership_error(kind: str, name: str, refused: Sequence[Refusal]) -> OwnershipError:
+    first = refused[0]
+    more = ""
+    if len(refused) > 1:
+        more = f" (and {len(refused) - 1} more: {'; '.join(map(str, refused[1:]))})"
+    return OwnershipError(
+        f"{kind}/{name}: {first}{more}; nothing was written",
+        path=format_path(first.path),
+        owner=first.owner,
+        manager=first.manager,
+    )

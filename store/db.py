@@ -17,12 +17,9 @@ acknowledged survives SIGKILL and power loss.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -47,9 +44,7 @@ from store._errors import (
     LocalStoreError,
     NotAuthorizedError,
     NotFoundError,
-    OwnershipError,
     SignatureError,
-    StoreFullError,
 )
 from store._fold import (
     HistoryEntry,
@@ -63,9 +58,12 @@ from store._fold import (
 from store._history import Revision, plan_to, revisions, seen_for
 from store._hlc import Hlc, HlcConfig, HybridClock
 from store._keys import KeyEntry, KeyRegistry
-from store._ownership import Refusal, Rules
-from store._path import Leaf, flatten, format_path
+from store._keyspace import decode_head, history_key, log_key, object_key
+from store._ownership import Rules, ownership_error
+from store._path import flatten, format_path
 from store._remote import Batch, check_batch
+from store._results import Applied, Committed, FieldDiff, Missing, Rollback
+from store.txn import WriteTxn, collector_paused, full_error
 from store.watch import ChangeApplied, Watch, Watchers
 
 STORE_FORMAT = 1
@@ -76,65 +74,6 @@ CATCHUP_CHUNK_BYTES = 4 << 20
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    change: ChangeId
-    kind: str
-    name: str
-    revision: int
-    hlc: Hlc
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """The outcome of `Store.apply_remote`."""
-
-    applied: list[ChangeId] = field(default_factory=list)
-    duplicates: int = 0
-    refolded: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDiff:
-    path: str
-    before: Leaf | None
-    after: Leaf | None
-    change: str  # added | removed | changed
-
-
-@dataclass(frozen=True, slots=True)
-class Rollback:
-    committed: Committed | None
-    skipped: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Missing:
-    """What a peer misses: whole per-origin runs in seq order; `complete` if nothing is left."""
-
-    changes: list[bytes]
-    complete: bool
-
-
-def _okey(kind: str, name: str) -> bytes:
-    return f"{kind}\0{name}".encode()
-
-
-def _lkey(origin: str, seq: int) -> bytes:
-    return origin.encode() + b"\0" + seq.to_bytes(8, "big")
-
-
-def _hkey(prefix: bytes, c: Change) -> bytes:
-    return (
-        prefix
-        + c.hlc.wall_ms.to_bytes(8, "big")
-        + c.hlc.counter.to_bytes(4, "big")
-        + c.origin.encode()
-        + b"\0"
-        + c.seq.to_bytes(8, "big")
-    )
 
 
 class Store:
@@ -167,7 +106,7 @@ class Store:
         try:
             self._open(node_id, signing_key, node_managers)
         except lmdb.MapFullError:
-            error = _full(self)
+            error = full_error(self)
             self._env.close()
             raise error from None
         except BaseException:
@@ -214,7 +153,7 @@ class Store:
     # --- plumbing ----------------------------------------------------------------------------
 
     def _write(self) -> Any:
-        return _WriteTxn(self)
+        return WriteTxn(self)
 
     def close(self) -> None:
         self._env.close()
@@ -250,12 +189,12 @@ class Store:
         self.registry.add(entry)  # only once it is durably written
 
     def _state(self, txn: Any, kind: str, name: str) -> ObjectState | None:
-        raw = txn.get(_okey(kind, name), db=self._objects)
+        raw = txn.get(object_key(kind, name), db=self._objects)
         return ObjectState.decode(raw) if raw is not None else None
 
     def _history_values(self, txn: Any, kind: str, name: str) -> list[bytes]:
         """The stored history entries of an object, in fold order (raw)."""
-        prefix = _okey(kind, name) + b"\0"
+        prefix = object_key(kind, name) + b"\0"
         cur = txn.cursor(db=self._history)
         out: list[bytes] = []
         if cur.set_range(prefix):
@@ -269,7 +208,7 @@ class Store:
         return [HistoryEntry.decode(v) for v in self._history_values(txn, kind, name)]
 
     def _change(self, txn: Any, cid: ChangeId) -> Change:
-        raw = txn.get(_lkey(cid.origin, cid.seq), db=self._log)
+        raw = txn.get(log_key(cid.origin, cid.seq), db=self._log)
         if raw is None:
             raise LocalStoreError(f"change {cid} is indexed but not in the log: store damaged")
         return decode_change(raw)
@@ -341,7 +280,7 @@ class Store:
                 strict=True,
             )
             if plan.skipped:
-                raise _ownership_error(kind, name, plan.skipped)
+                raise ownership_error(kind, name, plan.skipped)
             return [self._check_op(o, kind, name) for o in plan.ops]
 
         return self._commit(kind, name, build, manager=manager, author=author)
@@ -439,11 +378,15 @@ class Store:
                 self.clock.check(Hlc(at or 0, 0), physical_ms=self._clock_ms(), what="the edit")
             refused = refusals(state, change, self.rules[kind])
             if refused:
-                raise _ownership_error(kind, name, refused)
+                raise ownership_error(kind, name, refused)
             entry_h = apply_change(state, change, self.rules[kind])
             self._store_new(txn, [change])
-            txn.put(_hkey(_okey(kind, name) + b"\0", change), entry_h.encode(), db=self._history)
-            txn.put(_okey(kind, name), state.encode(), db=self._objects)
+            txn.put(
+                history_key(object_key(kind, name) + b"\0", change),
+                entry_h.encode(),
+                db=self._history,
+            )
+            txn.put(object_key(kind, name), state.encode(), db=self._objects)
             self._save_clock(txn)
             events.append(ChangeApplied(change.id, kind, name, state.revision, local=True))
         self.watchers.publish(events)
@@ -452,7 +395,7 @@ class Store:
     def _store_new(self, txn: Any, changes: Sequence[Change]) -> None:
         """Append one origin's contiguous run (or single change) to the log and its head."""
         for c in changes:
-            if not txn.put(_lkey(c.origin, c.seq), c.envelope, db=self._log, overwrite=False):
+            if not txn.put(log_key(c.origin, c.seq), c.envelope, db=self._log, overwrite=False):
                 raise LocalStoreError(f"change {c.id} already in the log: store damaged")
         last = changes[-1]
         txn.put(last.origin.encode(), cbor2.dumps([last.seq, last.digest]), db=self._heads)
@@ -481,8 +424,8 @@ class Store:
             now = self._clock_ms()
             batch = check_batch(
                 decoded,
-                head=lambda o: _head(txn.get(o.encode(), db=self._heads)),
-                stored_digest=lambda o, s: _digest(txn.get(_lkey(o, s), db=self._log)),
+                head=lambda o: decode_head(txn.get(o.encode(), db=self._heads)),
+                stored_digest=lambda o, s: _digest(txn.get(log_key(o, s), db=self._log)),
                 registry=self.registry,
                 clock=self.clock,
                 now_ms=now,
@@ -505,23 +448,23 @@ class Store:
         self, txn: Any, kind: str, name: str, incoming: list[Change]
     ) -> tuple[ObjectState, int]:
         """Fold new changes into an object; also says (1) if it had to fold from the start."""
-        okey = _okey(kind, name)
+        okey = object_key(kind, name)
         hprefix = okey + b"\0"
         rules = self.rules.get(kind, ())
         state = self._state(txn, kind, name) or ObjectState(kind, name)
         incoming.sort(key=lambda c: c.sort_key)
+        again = 0
         if state.last_key is not None and incoming[0].sort_key < state.last_key:
             # A late change older than what is folded: fold the whole object again.
             old = [self._change(txn, e.change) for e in self._entries(txn, kind, name)]
             state = ObjectState(kind, name)
-            for c in sorted([*old, *incoming], key=lambda c: c.sort_key):
-                txn.put(_hkey(hprefix, c), apply_change(state, c, rules).encode(), db=self._history)
-            txn.put(okey, state.encode(), db=self._objects)
-            return state, 1
+            incoming = sorted([*old, *incoming], key=lambda c: c.sort_key)
+            again = 1
         for c in incoming:
-            txn.put(_hkey(hprefix, c), apply_change(state, c, rules).encode(), db=self._history)
+            entry = apply_change(state, c, rules)
+            txn.put(history_key(hprefix, c), entry.encode(), db=self._history)
         txn.put(okey, state.encode(), db=self._objects)
-        return state, 0
+        return state, again
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -552,7 +495,7 @@ class Store:
 
     def history(self, kind: str, name: str) -> list[Revision]:
         """Every revision of an object, oldest first."""
-        with self._env.begin() as txn, _collector_paused():
+        with self._env.begin() as txn, collector_paused():
             records = history_records(self._history_values(txn, kind, name))
             if not records:
                 raise NotFoundError(f"{kind}/{name} has no history: no such object")
@@ -602,9 +545,7 @@ class Store:
         with self._env.begin() as txn:
             return {k.decode(): cbor2.loads(v)[0] for k, v in txn.cursor(db=self._heads)}
 
-    def missing(
-        self, peer: Mapping[str, int], *, max_bytes: int = CATCHUP_CHUNK_BYTES
-    ) -> Missing:
+    def missing(self, peer: Mapping[str, int], *, max_bytes: int = CATCHUP_CHUNK_BYTES) -> Missing:
         """The changes a peer with version vector `peer` lacks, up to about `max_bytes`."""
         out: list[bytes] = []
         size = 0
@@ -616,7 +557,7 @@ class Store:
                 if cbor2.loads(v)[0] <= have:
                     continue
                 prefix = k + b"\0"
-                if not log.set_range(_lkey(origin, have + 1)):
+                if not log.set_range(log_key(origin, have + 1)):
                     continue
                 for lk, env in log:
                     if not lk.startswith(prefix):
@@ -632,7 +573,7 @@ class Store:
         with self._env.begin() as txn:
             out: list[Change] = []
             seq = first
-            while (raw := txn.get(_lkey(origin, seq), db=self._log)) is not None:
+            while (raw := txn.get(log_key(origin, seq), db=self._log)) is not None:
                 out.append(decode_change(raw))
                 seq += 1
         return out
@@ -651,78 +592,8 @@ class Store:
         return {"map_size": info["map_size"], "used": st["psize"] * (info["last_pgno"] + 1)}
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector around one bounded burst of allocations.
-
-    Listing a long history allocates a few objects per revision; with the collector on, the
-    survivors trigger collections that scan the whole heap, which made listing 10,000
-    revisions take anywhere from 40 to 130 ms. The records built here hold no reference
-    cycles, so pausing loses nothing; the previous state is restored.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class _WriteTxn:
-    """A write transaction that turns LMDB's MapFullError into a clear `StoreFullError`."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._txn: Any = None
-
-    def __enter__(self) -> Any:
-        self._txn = self._store._env.begin(write=True)
-        return self._txn
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self._txn.abort()
-            if exc_type is lmdb.MapFullError:
-                raise _full(self._store) from None
-            return
-        try:
-            self._txn.commit()
-        except lmdb.MapFullError:
-            raise _full(self._store) from None
-
-
-def _full(store: Store) -> StoreFullError:
-    size = store._env.info()["map_size"]
-    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size // 1024} KiB"
-    return StoreFullError(
-        f"the store at {store.path} is full (map size {shown}); nothing was "
-        "written; reopen it with a larger map size (Store(map_size=...))"
-    )
-
-
-def _head(raw: bytes | None) -> tuple[int, bytes]:
-    if raw is None:
-        return 0, ZERO_DIGEST
-    seq, digest = cbor2.loads(raw)
-    return seq, digest
-
-
 def _digest(raw: bytes | None) -> bytes | None:
     return hashlib.sha256(raw).digest() if raw is not None else None
-
-
-def _ownership_error(kind: str, name: str, refused: Sequence[Refusal]) -> OwnershipError:
-    first = refused[0]
-    more = ""
-    if len(refused) > 1:
-        more = f" (and {len(refused) - 1} more: {'; '.join(map(str, refused[1:]))})"
-    return OwnershipError(
-        f"{kind}/{name}: {first}{more}; nothing was written",
-        path=format_path(first.path),
-        owner=first.owner,
-        manager=first.manager,
-    )
 
 
 def _unreachable() -> Committed:
