@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from store._errors import OwnershipError
 from store._path import Leaf, Path, format_path, parse_path, prefixes_of
@@ -101,23 +102,34 @@ class Owners:
         return None if owner == manager else Refusal(path, owner, manager)
 
     def _expand(self, template: str) -> str:
-        def sub(m: re.Match[str]) -> str:
-            ref = m.group(1)
-            if ref == "name":
-                return self.name
-            value = self.fields.get(parse_path(ref))
+        out: list[str] = []
+        for literal, ref in _compiled(template):
+            out.append(literal)
+            if ref is None:
+                continue
+            if ref == ("name",):
+                out.append(self.name)
+                continue
+            value = self.fields.get(ref)
             if not isinstance(value, str) or not value:
-                raise _UnresolvedError(ref)
-            return value
-
-        try:
-            return _TEMPLATE.sub(sub, template)
-        except _UnresolvedError as e:
-            return f"{template} (nobody while {e.args[0]} is unset)"
+                return f"{template} (nobody while {format_path(ref)} is unset)"
+            out.append(value)
+        return "".join(out)
 
 
-class _UnresolvedError(Exception):
-    pass
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> tuple[tuple[str, Path | None], ...]:
+    """``"node:{assignment.node}"`` → ``(("node:", ("assignment", "node")),)``; ``{name}`` is
+    the reference ``("name",)`` (the object's name)."""
+    parts: list[tuple[str, Path | None]] = []
+    pos = 0
+    for m in _TEMPLATE.finditer(template):
+        ref = m.group(1)
+        parts.append((template[pos : m.start()], ("name",) if ref == "name" else parse_path(ref)))
+        pos = m.end()
+    if pos < len(template):
+        parts.append((template[pos:], None))
+    return tuple(parts)
 
 
 # Compiled rule tables, one per rules object (kept alive here, so its id is never reused).

@@ -103,3 +103,13 @@ def test_a_peers_write_to_a_field_it_does_not_own_is_refused_in_history_with_no_
     assert last.refused == ("spec.containers.web.image (owned by user)",)
     # The change is kept (its origin's chain stays gapless), so the peer's next change applies.
     assert store.version_vector()["n2"] == 1
+
+
+def test_a_node_object_belongs_to_the_node_of_that_name(tmp_path: Path) -> None:
+    n1 = open_store(tmp_path / "n1", "n1")
+    status = [Op("new", ()), Op("set", ("status", "phase"), "Ready")]
+    n1.commit("Node", "n1", status, manager="node:n1")
+    with pytest.raises(OwnershipError, match=r"owned by node:n2, not by node:n1"):
+        n1.commit("Node", "n2", status, manager="node:n1")
+    doc = n1.get("Node", "n1")
+    assert doc is not None and doc["status"] == {"phase": "Ready"}
