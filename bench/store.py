@@ -63,12 +63,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from edgenode._ownership import KIND_RULES  # noqa: E402
 from store import (  # noqa: E402
     ChangeId,
     Hlc,
     KeyEntry,
     Op,
-    OwnerRule,
     Path,
     Rules,
     Store,
@@ -76,15 +76,7 @@ from store import (  # noqa: E402
 )
 from store.db import CATCHUP_CHUNK_BYTES  # noqa: E402
 
-RULES: Rules = {
-    "Pod": [
-        OwnerRule((), "user"),
-        OwnerRule(("spec",), "user"),
-        OwnerRule(("metadata",), "user"),
-        OwnerRule(("assignment",), "placement"),
-        OwnerRule(("status",), "node:{assignment.node}"),
-    ]
-}
+RULES: Rules = KIND_RULES  # the product's own ownership rules
 ORIGINS = ("n1", "n2", "n3")
 IMAGE = ("spec", "containers", "web", "image")
 

@@ -52,14 +52,13 @@ from store._fold import (
     apply_change,
     history_records,
     leaves_changed,
-    refusals,
     view,
 )
 from store._history import Revision, plan_to, revisions, seen_for
 from store._hlc import Hlc, HlcConfig, HybridClock
 from store._keys import KeyEntry, KeyRegistry
 from store._keyspace import decode_head, history_key, log_key, object_key
-from store._ownership import Rules, ownership_error
+from store._ownership import Refusal, Rules, ownership_error
 from store._path import flatten, format_path
 from store._remote import Batch, check_batch
 from store._results import Applied, Committed, FieldDiff, Missing, Rollback
@@ -230,18 +229,11 @@ class Store:
         checked = [self._check_op(o, kind, name) for o in ops]
         if not checked:
             raise InvalidChangeError(f"{kind}/{name}: a change needs at least one op")
-        return (
-            self._commit(
-                kind,
-                name,
-                lambda _s: checked,
-                manager=manager,
-                author=author,
-                at=at,
-                sig=author_sig,
-            )
-            or _unreachable()
+        committed = self._commit(
+            kind, name, lambda _s: checked, manager=manager, author=author, at=at, sig=author_sig
         )
+        assert committed is not None  # the ops are not empty, so it wrote or raised
+        return committed
 
     def put_document(
         self,
@@ -376,10 +368,13 @@ class Store:
                 except SignatureError as e:
                     raise NotAuthorizedError(str(e)) from None
                 self.clock.check(Hlc(at or 0, 0), physical_ms=self._clock_ms(), what="the edit")
-            refused = refusals(state, change, self.rules[kind])
-            if refused:
-                raise ownership_error(kind, name, refused)
+            # The fold decides ownership exactly as it will on every peer; a refusal here
+            # raises, and the transaction (and the state copy it changed) is dropped.
             entry_h = apply_change(state, change, self.rules[kind])
+            if entry_h.refused:
+                raise ownership_error(
+                    kind, name, [Refusal(p, owner, manager) for p, owner in entry_h.refused]
+                )
             self._store_new(txn, [change])
             txn.put(
                 history_key(object_key(kind, name) + b"\0", change),
@@ -594,7 +589,3 @@ class Store:
 
 def _digest(raw: bytes | None) -> bytes | None:
     return hashlib.sha256(raw).digest() if raw is not None else None
-
-
-def _unreachable() -> Committed:
-    raise AssertionError("a change with ops always commits or raises")

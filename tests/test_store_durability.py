@@ -22,28 +22,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from storekit import RULES
 
 from store import (
     Change,
     KeyEntry,
     Op,
-    OwnerRule,
-    Rules,
     Store,
     StoreFullError,
     fold,
 )
 from store.db import DEFAULT_MAP_SIZE
 
-RULES: Rules = {
-    "Pod": [
-        OwnerRule((), "user"),
-        OwnerRule(("spec",), "user"),
-        OwnerRule(("metadata",), "user"),
-        OwnerRule(("assignment",), "placement"),
-        OwnerRule(("status",), "node:{assignment.node}"),
-    ]
-}
 REPO = FsPath(__file__).resolve().parent.parent
 NODE = "n1"
 MANAGERS = ["node:n1", "placement", "user"]
