@@ -394,7 +394,7 @@ def verify_each(envelopes: Sequence[bytes], keys: dict[str, Ed25519PublicKey]) -
     work: list[tuple[Ed25519PublicKey, bytes, bytes]] = []
     for env in envelopes:
         body, sig, _ = cbor2.loads(env)
-        work.append((keys[cbor2.loads(body)["o"]], sig, body))
+        work.append((keys[cbor2.loads(body)[1]], sig, body))
     gc.collect()
     t0 = time.perf_counter()
     for key, sig, body in work:

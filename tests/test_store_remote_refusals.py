@@ -88,7 +88,7 @@ def test_garbage_and_truncated_cbor_are_refused(store: Store, peer: Origin) -> N
 def test_a_body_with_a_wrong_field_type_is_refused(store: Store, peer: Origin) -> None:
     good = peer.change(CREATE)
     body = cbor2.loads(good.body)
-    body["s"] = "1"
+    body[2] = "1"  # seq
     body_bytes = cbor2.dumps(body, canonical=True)
     bad = cbor2.dumps([body_bytes, peer.key.sign(body_bytes), None])
     msg = refused(store, [bad], MalformedChangeError)
@@ -108,7 +108,7 @@ def test_the_newest_signature_covers_the_whole_run(store: Store, peer: Origin) -
     run = run_of(peer, 3)
     outer = cbor2.loads(run[0])
     body = cbor2.loads(outer[0])
-    body["ops"][1][2] = "evil:latest"
+    body[10][1][2] = "evil:latest"  # the value of the second op
     body_bytes = cbor2.dumps(body, canonical=True)
     evil = cbor2.dumps([body_bytes, outer[1], None])
     msg = refused(store, [evil, run[1], run[2]], ChainError)
