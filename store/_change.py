@@ -37,7 +37,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, NamedTuple, NewType
 
 import cbor2
@@ -46,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from store._errors import MalformedChangeError, SignatureError
 from store._hlc import MAX_COUNTER, Hlc
-from store._path import Path, check_leaf, check_path, format_path
+from store._path import KNOWN_PATHS, Path, check_leaf, check_path, format_path
 
 NodeId = NewType("NodeId", str)
 FORMAT_VERSION = 1
@@ -122,20 +121,32 @@ class Change:
         return f"{self.kind}/{self.name}"
 
 
+# Ids, kinds, names and managers repeat endlessly; each distinct valid one is checked once
+# and then found by a set lookup (the sets are bounded: cleared when they grow too large).
+_GOOD_IDS: set[str] = set()
+_GOOD_MANAGERS: set[str] = set()
+_MEMO_LIMIT = 100_000
+
+
 def check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _valid_id(value):
+    if value in _GOOD_IDS:
+        return value
+    if not isinstance(value, str) or _ID.match(value) is None:
         raise ValueError(f"{what} must be 1-253 characters of [A-Za-z0-9._-@/], got {value!r}")
+    if len(_GOOD_IDS) > _MEMO_LIMIT:
+        _GOOD_IDS.clear()
+    _GOOD_IDS.add(value)
     return value
 
 
-@lru_cache(maxsize=4096)
-def _valid_id(value: str) -> bool:
-    return _ID.match(value) is not None
-
-
 def check_manager(value: object) -> str:
+    if value in _GOOD_MANAGERS:
+        return value
     if not isinstance(value, str) or not value or len(value) > 253:
         raise ValueError(f"a manager is a non-empty string of ≤253 chars, got {value!r}")
+    if len(_GOOD_MANAGERS) > _MEMO_LIMIT:
+        _GOOD_MANAGERS.clear()
+    _GOOD_MANAGERS.add(value)
     return value
 
 
@@ -286,13 +297,17 @@ def _from_body(
         raise ValueError(f"format version {m[0]!r} is not {FORMAT_VERSION}")
     _, origin, seq, prev, kind, name, wall, counter, author, manager, raw_ops, raw_seen = m[:12]
     at = m[12] if len(m) > _BODY_LEN else None
-    check_id(origin, "the origin")
+    good = _GOOD_IDS
+    if origin not in good:
+        check_id(origin, "the origin")
     if type(seq) is not int or seq < 1:
         raise ValueError(f"seq is an integer ≥ 1, got {seq!r}")
     if type(prev) is not bytes or len(prev) != 32:
         raise ValueError("prev is a 32-byte digest")
-    check_id(kind, "the kind")
-    check_id(name, "the object name")
+    if kind not in good:
+        check_id(kind, "the kind")
+    if name not in good:
+        check_id(name, "the object name")
     if not (
         type(wall) is int
         and type(counter) is int
@@ -300,18 +315,44 @@ def _from_body(
         and 0 <= counter <= MAX_COUNTER
     ):
         raise ValueError(f"hlc is wall_ms, counter: integers, got {wall!r}, {counter!r}")
-    check_id(author, "the author")
-    check_manager(manager)
+    if author not in good:
+        check_id(author, "the author")
+    if manager not in _GOOD_MANAGERS:
+        check_manager(manager)
     if type(raw_ops) is not list or not 1 <= len(raw_ops) <= MAX_OPS:
         raise ValueError(f"ops is a list of 1..{MAX_OPS} operations")
-    ops = tuple([check_op(o) for o in raw_ops])
+    paths = KNOWN_PATHS
+    ops_list: list[Op] = []
+    for raw in raw_ops:
+        if type(raw) is list and len(raw) == 3 and raw[0] == "set" and type(raw[1]) is list:
+            # The common case, inline: a set of a scalar at a path seen before.
+            path = paths.get(tuple(raw[1])) or check_path(raw[1])
+            if not path:
+                raise ValueError("op 'set' needs a field path, got the object root")
+            arg = raw[2]
+            if arg is not None and type(arg) not in _SCALARS:
+                arg = check_leaf(arg)
+            ops_list.append(Op("set", path, arg))
+        else:
+            ops_list.append(check_op(raw))
+    ops = tuple(ops_list)
     if type(raw_seen) is not list or len(raw_seen) > 4 * MAX_OPS:
         raise ValueError("seen is a list of [path, origin, seq]")
     seen: list[Seen] = []
-    for s in raw_seen:
-        if not (type(s) is list and len(s) == 3 and type(s[2]) is int and s[2] >= 1):
-            raise ValueError(f"a seen entry is [path, origin, seq], got {s!r}")
-        seen.append((check_path(s[0], allow_root=True), ChangeId(check_id(s[1], "origin"), s[2])))
+    for entry in raw_seen:
+        if not (
+            type(entry) is list
+            and len(entry) == 3
+            and type(entry[0]) is list
+            and type(entry[2]) is int
+            and entry[2] >= 1
+        ):
+            raise ValueError(f"a seen entry is [path, origin, seq], got {entry!r}")
+        path = paths.get(tuple(entry[0])) or check_path(entry[0], allow_root=True)
+        writer = entry[1]
+        if writer not in good:
+            check_id(writer, "origin")
+        seen.append((path, ChangeId(writer, entry[2])))
     if author == origin:
         if at is not None or asig is not None:
             raise ValueError("a change authored by its origin carries no `at` nor author signature")

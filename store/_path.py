@@ -116,19 +116,25 @@ def check_path(path: object, *, allow_root: bool = False) -> Path:
         raise ValueError(f"a path has at most {MAX_DEPTH} keys, got {len(path)}")
     key = tuple(path)
     try:
-        return _checked_path(key)
+        known = KNOWN_PATHS.get(key)
     except TypeError:  # an unhashable element: not a string anyway
         raise ValueError(f"path keys are strings, got {path!r}") from None
-
-
-@lru_cache(maxsize=65536)
-def _checked_path(path: Path) -> Path:
-    for seg in path:
+    if known is not None:
+        return known
+    for seg in key:
         if not isinstance(seg, str) or not seg or len(seg) > MAX_SEGMENT or "\0" in seg:
             raise ValueError(
                 f"path keys are non-empty strings of ≤{MAX_SEGMENT} chars without NUL: {seg!r}"
             )
-    return path
+    if len(KNOWN_PATHS) > 100_000:
+        KNOWN_PATHS.clear()
+    KNOWN_PATHS[key] = key
+    return key
+
+
+KNOWN_PATHS: dict[Path, Path] = {}
+"""Paths already checked (and one shared tuple for each): paths repeat endlessly, so each
+distinct one is checked once. Bounded: cleared when it grows too large."""
 
 
 @lru_cache(maxsize=65536)

@@ -406,8 +406,9 @@ class Store:
         manager the author may not act as, a timestamp beyond the drift bound.
         """
         events: list[ChangeApplied] = []
-        decoded = [decode_change(e) for e in envelopes]
-        batch, refolded = self._apply_decoded(decoded, events)
+        with collector_paused():
+            decoded = [decode_change(e) for e in envelopes]
+            batch, refolded = self._apply_decoded(decoded, events)
         self.watchers.publish(events)
         return Applied([e.change for e in events], batch.duplicates, refolded)
 
