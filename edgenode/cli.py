@@ -51,13 +51,8 @@ def validate(files: tuple[str, ...]) -> None:
         if not found:
             source = "<stdin>" if name == "-" else name
             problems.append(
-                FieldProblem(
-                    source=source,
-                    document=0,
-                    kind=None,
-                    name=None,
-                    line=None,
-                    path="",
+                FieldProblem.whole(
+                    source,
                     expected="at least one object",
                     actual="no YAML documents with content",
                     hint="Nothing was applied; check that this is the file you meant.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -53,12 +53,6 @@ def unflatten(fields: Mapping[Path, Leaf]) -> dict[str, Any]:
 
 def is_under(path: Path, prefix: Path) -> bool:
     return path[: len(prefix)] == prefix
-
-
-def prefixes(path: Path) -> Iterator[Path]:
-    """Every prefix of `path`, longest first, ending with the root ``()``."""
-    for n in range(len(path), -1, -1):
-        yield path[:n]
 
 
 @lru_cache(maxsize=65536)

@@ -43,6 +43,21 @@ class FieldProblem:
     hint: str
     column: int | None = None
 
+    @classmethod
+    def whole(
+        cls,
+        source: str,
+        *,
+        expected: str,
+        actual: str,
+        hint: str,
+        document: int = 0,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> FieldProblem:
+        """A problem with a whole file (`document` 0) or a whole document, not one field."""
+        return cls(source, document, None, None, line, "", expected, actual, hint, column)
+
     def where(self) -> str:
         """`file, document 2 (Pod web), line 12`: as much of the location as is known."""
         parts = [self.source]

@@ -120,13 +120,10 @@ def _syntax_problem(exc: yaml.YAMLError, *, source: str, index: int, text: str) 
         hint = "Remove the character or escape it in a double-quoted string. " + nothing_applied(
             "fix the YAML"
         )
-    return FieldProblem(
-        source=source,
+    return FieldProblem.whole(
+        source,
         document=index,
-        kind=None,
-        name=None,
         line=line,
-        path="",
         expected="valid YAML",
         actual=f"a syntax error ({problem})",
         hint=hint,
@@ -135,13 +132,10 @@ def _syntax_problem(exc: yaml.YAMLError, *, source: str, index: int, text: str) 
 
 
 def _too_big(source: str, index: int, line: int) -> FieldProblem:
-    return FieldProblem(
-        source=source,
+    return FieldProblem.whole(
+        source,
         document=index,
-        kind=None,
-        name=None,
         line=line,
-        path="",
         expected=(
             f"a document of at most {MAX_NODES} YAML nodes (counting alias expansions) "
             f"nested at most {MAX_DEPTH} deep"

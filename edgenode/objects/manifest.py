@@ -16,13 +16,8 @@ STDIN = "-"
 def _unreadable(source: str, actual: str, hint: str) -> ManifestError:
     return ManifestError(
         [
-            FieldProblem(
-                source=source,
-                document=0,
-                kind=None,
-                name=None,
-                line=None,
-                path="",
+            FieldProblem.whole(
+                source,
                 expected="a readable UTF-8 YAML file",
                 actual=actual,
                 hint=f"{hint} {nothing_applied('fix the path')}",
