@@ -8,7 +8,13 @@ Theory of operation. Every write is a change made by one node, its *origin*::
     digest = sha256(envelope)
 
 The body is a positional array, not a keyed map: it decodes faster and is smaller, and a
-format version leads it, so a later version can reshape the rest.
+format version leads it, so a later version can reshape the rest. Body and envelope hold
+only arrays, byte and text strings, integers of at most 64 bits, finite floats (always
+8 bytes), booleans and null, in definite lengths and shortest integer forms: deterministic
+CBOR that is also DAG-CBOR. Any CBOR decoder reads it; receivers decode with `libipld`'s
+strict DAG-CBOR decoder (Rust), three times faster than a general one on a typical body,
+which matters on the path every received change takes. (Encoding stays with cbor2: libipld's
+encoder turns byte strings that start with 0x01 into tag 42 links.)
 
 Each origin numbers its changes 1, 2, 3 … (``seq``) and puts the digest of its previous
 envelope in ``prev`` (32 zero bytes for seq 1), so an origin's changes form a hash chain. The
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, NewType
 
 import cbor2
+import libipld
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -153,7 +160,7 @@ def check_manager(value: object) -> str:
 def check_op(raw: object) -> Op:
     if type(raw) is list and len(raw) == 3 and raw[0] == "set":  # the common case, fast
         arg = raw[2]
-        if arg is not None and type(arg) not in _SCALARS:
+        if arg is not None and type(arg) is not str:
             arg = check_leaf(arg)
         return Op("set", check_path(raw[1]), arg)
     if not isinstance(raw, list | tuple) or not 2 <= len(raw) <= 3:
@@ -230,7 +237,7 @@ def make_change(
         fields.append(at)
     else:
         at = None
-    body = cbor2.dumps(fields, canonical=True)
+    body = cbor2.dumps(fields)  # no maps, floats as 8 bytes: see the module docstring
     sig = signer.sign(body)
     envelope = cbor2.dumps([body, sig, author_sig if author != origin else None])
     return Change(
@@ -265,7 +272,7 @@ def decode_change(envelope: object) -> Change:
             f"a change is at most {MAX_CHANGE_BYTES} bytes, got {len(envelope)}"
         )
     try:
-        outer = cbor2.loads(envelope)
+        outer = libipld.decode_dag_cbor(envelope)
         if not (isinstance(outer, list) and len(outer) == 3):
             raise ValueError("the envelope is [body, origin_sig, author_sig]")
         body, sig, asig = outer
@@ -273,7 +280,7 @@ def decode_change(envelope: object) -> Change:
             raise ValueError("the envelope holds the body bytes and a 64-byte signature")
         if asig is not None and (not isinstance(asig, bytes) or len(asig) != 64):
             raise ValueError("the author signature is 64 bytes or null")
-        m = cbor2.loads(body)
+        m = libipld.decode_dag_cbor(body)
         return _from_body(m, body=body, sig=sig, asig=asig, envelope=envelope)
     except MalformedChangeError:
         raise
@@ -284,6 +291,7 @@ def decode_change(envelope: object) -> Change:
 
 
 _SCALARS = frozenset({str, int, float, bool})
+_new = tuple.__new__  # builds a NamedTuple from checked values without its Python-level __new__
 _BODY_LEN = 12  # 13 with `at`
 
 
@@ -330,9 +338,9 @@ def _from_body(
             if not path:
                 raise ValueError("op 'set' needs a field path, got the object root")
             arg = raw[2]
-            if arg is not None and type(arg) not in _SCALARS:
+            if arg is not None and type(arg) not in _SCALARS:  # decoded scalars are in range
                 arg = check_leaf(arg)
-            ops_list.append(Op("set", path, arg))
+            ops_list.append(_new(Op, ("set", path, arg)))
         else:
             ops_list.append(check_op(raw))
     ops = tuple(ops_list)
@@ -352,7 +360,7 @@ def _from_body(
         writer = entry[1]
         if writer not in good:
             check_id(writer, "origin")
-        seen.append((path, ChangeId(writer, entry[2])))
+        seen.append((path, _new(ChangeId, (writer, entry[2]))))
     if author == origin:
         if at is not None or asig is not None:
             raise ValueError("a change authored by its origin carries no `at` nor author signature")
@@ -364,7 +372,7 @@ def _from_body(
         prev,
         kind,
         name,
-        Hlc(wall, counter),
+        _new(Hlc, (wall, counter)),
         author,
         manager,
         ops,
@@ -375,7 +383,7 @@ def _from_body(
         asig,
         envelope,
         hashlib.sha256(envelope).digest(),
-        ChangeId(origin, seq),
+        _new(ChangeId, (origin, seq)),
         (wall, counter, origin, seq),
     )
 

@@ -28,22 +28,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from store._change import Change, ChangeId, SortKey
 from store._hlc import Hlc
-from store._ownership import KindRules, Owners, Refusal
+from store._ownership import KindRules, Owners, Refusal, resolve, rule_owner, rule_owners
 from store._path import Leaf, Path, format_path, is_under, same_leaf, unflatten
 
 CREATED = 1
 DELETED = 2
+_new = tuple.__new__  # builds a NamedTuple from known-good values, skipping its Python __new__
+
+
+# One packer, reused (msgpack.packb builds one per call, which costs more than packing a
+# history record). Safe across threads: packing these plain values runs in C under the GIL.
+_packb = msgpack.Packer().pack
 
 
 def _pack(record: list[Any]) -> bytes:
-    packed: bytes = msgpack.packb(record)
+    packed: bytes = _packb(record)
     return packed
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of `n` items."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _joined(path: Path) -> str:
@@ -70,9 +85,9 @@ def history_records(values: Iterable[bytes]) -> list[list[Any]]:
     return list(unpacker)
 
 
-@dataclass(slots=True)
-class HistoryEntry:
-    """One revision of an object, as history lists it. Treat as immutable."""
+class HistoryEntry(NamedTuple):
+    """One revision of an object, as history lists it (a tuple: the fold makes one per
+    change)."""
 
     change: ChangeId
     hlc: Hlc
@@ -92,18 +107,19 @@ class HistoryEntry:
         return bool(self.flags & DELETED)
 
     def encode(self) -> bytes:
+        (origin, seq), (wall, counter), author, manager, fields, conflicts, refused, flags = self
         return _pack(
             [
-                self.change.origin,
-                self.change.seq,
-                self.hlc.wall_ms,
-                self.hlc.counter,
-                self.author,
-                self.manager,
-                [_joined(p) for p in self.fields],
-                [[_joined(p), c.origin, c.seq] for p, c in self.conflicts],
-                [[_joined(p), o] for p, o in self.refused],
-                self.flags,
+                origin,
+                seq,
+                wall,
+                counter,
+                author,
+                manager,
+                ["\0".join(p) for p in fields],
+                [["\0".join(p), c[0], c[1]] for p, c in conflicts] if conflicts else [],
+                [["\0".join(p), o] for p, o in refused] if refused else [],
+                flags,
             ]
         )
 
@@ -114,15 +130,18 @@ class HistoryEntry:
     @classmethod
     def from_record(cls, record: list[Any]) -> HistoryEntry:
         o, s, w, c, a, m, f, cf, rf, fl = record
-        return cls(
-            ChangeId(o, s),
-            Hlc(w, c),
-            a,
-            m,
-            tuple(map(_split, f)),
-            tuple((_split(p), ChangeId(co, cs)) for p, co, cs in cf) if cf else (),
-            tuple((_split(p), ow) for p, ow in rf) if rf else (),
-            fl,
+        return _new(
+            cls,
+            (
+                ChangeId(o, s),
+                Hlc(w, c),
+                a,
+                m,
+                tuple(map(_split, f)),
+                tuple((_split(p), ChangeId(co, cs)) for p, co, cs in cf) if cf else (),
+                tuple((_split(p), ow) for p, ow in rf) if rf else (),
+                fl,
+            ),
         )
 
 
@@ -139,6 +158,10 @@ class ObjectState:
     shares: dict[Path, tuple[str, ...]] = field(default_factory=dict)
     revision: int = 0
     last_key: SortKey | None = None
+    rows: dict[Path, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """Each field's encoded row, kept between encodes; `apply_change` drops what it rewrites."""
+    order: list[Path] = field(default_factory=list, compare=False, repr=False)
+    """`writers` sorted, kept between encodes (`writers` only grows: tombstones stay)."""
 
     def owners(self, rules: KindRules) -> Owners:
         return Owners(self.name, rules, self.transfers, self.shares, self.fields)
@@ -151,26 +174,32 @@ class ObjectState:
         the writer of the object's existence). msgpack, not CBOR: this record is internal,
         rewritten on every change, and msgpack encodes it several times faster, deterministically.
         """
-        fields = self.fields
-        rows: list[list[Any]] = []
-        for p in sorted(self.writers):
-            w = self.writers[p]
-            if p in fields:
-                rows.append([_joined(p), w.origin, w.seq, fields[p]])
-            else:
-                rows.append([_joined(p), w.origin, w.seq])
-        return _pack(
+        fields, writers, rows = self.fields, self.writers, self.rows
+        order = self.order
+        if len(order) != len(writers):
+            order = self.order = sorted(writers)
+        parts = [_array_header(len(order))]
+        for p in order:
+            row = rows.get(p)
+            if row is None:
+                w = writers[p]
+                if p in fields:
+                    row = _pack([_joined(p), w.origin, w.seq, fields[p]])
+                else:
+                    row = _pack([_joined(p), w.origin, w.seq])
+                rows[p] = row
+            parts.append(row)
+        last = list(self.last_key) if self.last_key else None
+        head = _pack([self.kind, self.name, self.exists, self.revision, last])
+        tail = _pack(
             [
-                self.kind,
-                self.name,
-                self.exists,
-                self.revision,
-                list(self.last_key) if self.last_key else None,
-                rows,
                 [[_joined(p), m] for p, m in sorted(self.transfers.items())],
                 [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
             ]
         )
+        # The same bytes as packing the whole 8-item record at once: an array header, then
+        # each item (`head` and `tail` are 5- and 2-item arrays, one header byte each).
+        return b"".join([b"\x98", head[1:], *parts, tail[1:]])
 
     @classmethod
     def decode(cls, data: bytes) -> ObjectState:
@@ -197,9 +226,24 @@ class ObjectState:
 
 def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refusal]:
     """Every field `change` touches that its manager may not write, given `state`."""
-    owners = state.owners(rules)
-    out: list[Refusal] = []
     manager = change.manager
+    if not state.transfers and not state.shares:
+        # The common case, first: set and new ops on an object that overrides none of its
+        # kind's rules. Their owners come from the memoized rule table.
+        memo = rule_owners(rules)
+        out: list[Refusal] = []
+        for op in change.ops:
+            if op.op not in ("set", "new"):
+                break
+            owner = memo.get(op.path) or rule_owner(rules, op.path)
+            if owner != manager:
+                owner = resolve(owner, state.name, state.fields)
+                if owner != manager:
+                    out.append(Refusal(op.path, owner, manager))
+        else:
+            return out
+    owners = state.owners(rules)
+    out = []
     for op in change.ops:
         if op.op in ("set", "new"):
             paths: Iterable[Path] = (op.path,)
@@ -225,9 +269,8 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
         raise ValueError(f"change {change.id} is not after {state.last_key} in fold order")
     state.revision += 1
     state.last_key = key
-    touched: dict[Path, None] = {}
-    for op in change.ops:
-        touched.setdefault(op.path)
+    ops = change.ops
+    touched = (ops[0].path,) if len(ops) == 1 else tuple(dict.fromkeys([op.path for op in ops]))
     refused = refusals(state, change, rules)
     if refused:
         return HistoryEntry(
@@ -235,51 +278,63 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             change.hlc,
             change.author,
             change.manager,
-            tuple(touched),
+            touched,
             refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
         )
-    seen = dict(change.seen)
+    seen = dict(change.seen) if change.seen else {}
     conflicts: dict[Path, ChangeId] = {}
     me = change.id
-
-    def touch(path: Path) -> None:
-        prev = state.writers.get(path)
-        if prev is not None and prev != me and prev != seen.get(path):
-            conflicts.setdefault(path, prev)
-        state.writers[path] = me
-
+    writers, fields, rows = state.writers, state.fields, state.rows
     flags = 0
-    for op in change.ops:
-        if op.op == "set":
-            touch(op.path)
-            state.fields[op.path] = op.arg
-        elif op.op == "del":
-            for p in [p for p in state.fields if is_under(p, op.path)]:
-                touch(p)
-                del state.fields[p]
+    for op in ops:
+        name = op.op
+        if name == "set":
+            path = op.path
+            prev = writers.get(path)
+            if prev is not None and prev != me and prev != seen.get(path):
+                conflicts.setdefault(path, prev)
+            writers[path] = me
+            fields[path] = op.arg
+            rows.pop(path, None)
+            continue
+        if name == "del":
+            gone = [p for p in fields if is_under(p, op.path)]
             if not op.path:
-                touch(())
+                gone.append(())
                 state.exists = False
                 flags |= DELETED
-        elif op.op == "new":
-            touch(())
+        elif name == "new":
+            gone = [()]
             state.exists = True
             flags |= CREATED
-        elif op.op == "share":
-            if op.arg:
-                state.shares[op.path] = op.arg
-            else:
-                state.shares.pop(op.path, None)
-        elif op.op == "own":
-            state.transfers[op.path] = op.arg
-    return HistoryEntry(
-        change.id,
-        change.hlc,
-        change.author,
-        change.manager,
-        tuple(touched),
-        conflicts=tuple(conflicts.items()),
-        flags=flags,
+        else:
+            if name == "share":
+                if op.arg:
+                    state.shares[op.path] = op.arg
+                else:
+                    state.shares.pop(op.path, None)
+            elif name == "own":
+                state.transfers[op.path] = op.arg
+            continue
+        for path in gone:  # `new` and `del` write the fields they remove (and the root)
+            prev = writers.get(path)
+            if prev is not None and prev != me and prev != seen.get(path):
+                conflicts.setdefault(path, prev)
+            writers[path] = me
+            fields.pop(path, None)
+            rows.pop(path, None)
+    return _new(
+        HistoryEntry,
+        (
+            change.id,
+            change.hlc,
+            change.author,
+            change.manager,
+            touched,
+            tuple(conflicts.items()) if conflicts else (),
+            (),
+            flags,
+        ),
     )
 
 

@@ -76,15 +76,15 @@ class Owners:
         """The manager owning `path`; an unresolved template is returned with its reason.
 
         The longest matching prefix wins; at equal length a transfer beats the kind's rule."""
-        table = _table(self.rules)
         transfers = self.transfers
-        for prefix in prefixes_of(path):
-            owner = transfers.get(prefix) if transfers else None
-            if owner is None:
-                owner = table.get(prefix)
-            if owner is not None:
-                return self._expand(owner) if "{" in owner else owner
-        return "nobody (this kind declares no owner for it)"
+        if transfers:
+            table = _table(self.rules)[0]
+            for prefix in prefixes_of(path):
+                owner = transfers.get(prefix) or table.get(prefix)
+                if owner is not None:
+                    return resolve(owner, self.name, self.fields)
+            return NOBODY
+        return resolve(rule_owner(self.rules, path), self.name, self.fields)
 
     def may_write(self, manager: str, path: Path) -> Refusal | None:
         owner = self.owner_of(path)
@@ -101,20 +101,52 @@ class Owners:
         owner = self.owner_of(path)
         return None if owner == manager else Refusal(path, owner, manager)
 
-    def _expand(self, template: str) -> str:
-        out: list[str] = []
-        for literal, ref in _compiled(template):
-            out.append(literal)
-            if ref is None:
-                continue
-            if ref == ("name",):
-                out.append(self.name)
-                continue
-            value = self.fields.get(ref)
-            if not isinstance(value, str) or not value:
-                return f"{template} (nobody while {format_path(ref)} is unset)"
-            out.append(value)
-        return "".join(out)
+
+NOBODY = "nobody (this kind declares no owner for it)"
+
+
+def rule_owner(rules: KindRules, path: Path) -> str:
+    """The owner the kind's rules give `path` (longest matching prefix), templates unexpanded;
+    `NOBODY` if no rule matches. Memoized per rules object: the fold asks for every field."""
+    table, memo = _table(rules)
+    owner = memo.get(path)
+    if owner is None:
+        owner = next((table[p] for p in prefixes_of(path) if p in table), NOBODY)
+        if len(memo) > 65536:
+            memo.clear()
+        memo[path] = owner
+    return owner
+
+
+def rule_owners(rules: KindRules) -> Mapping[Path, str]:
+    """The memo `rule_owner` fills: owners by full path, for lookups without a call."""
+    return _table(rules)[1]
+
+
+def resolve(owner: str, name: str, fields: Mapping[Path, Leaf]) -> str:
+    """`owner` with its template references filled in from the object (``{name}`` and field
+    values); a reference to an unset field leaves it unresolved, with the reason."""
+    if "{" not in owner:
+        return owner
+    parts = _compiled(owner)
+    if len(parts) == 1:
+        literal, ref = parts[0]  # the common shape, e.g. node:{assignment.node}
+        value = fields.get(ref) if ref is not None and ref != ("name",) else None
+        if type(value) is str and value:
+            return literal + value
+    out: list[str] = []
+    for literal, ref in parts:
+        out.append(literal)
+        if ref is None:
+            continue
+        if ref == ("name",):
+            out.append(name)
+            continue
+        value = fields.get(ref)
+        if type(value) is not str or not value:
+            return f"{owner} (nobody while {format_path(ref)} is unset)"
+        out.append(value)
+    return "".join(out)
 
 
 @lru_cache(maxsize=256)
@@ -132,19 +164,21 @@ def _compiled(template: str) -> tuple[tuple[str, Path | None], ...]:
     return tuple(parts)
 
 
-# Compiled rule tables, one per rules object (kept alive here, so its id is never reused).
-_TABLES: dict[int, tuple[KindRules, dict[Path, str]]] = {}
+# Compiled rule tables (prefix -> owner) and their memo of owners by full path, one per rules
+# object (kept alive here, so its id is never reused).
+_TABLES: dict[int, tuple[KindRules, dict[Path, str], dict[Path, str]]] = {}
 
 
-def _table(rules: KindRules) -> dict[Path, str]:
+def _table(rules: KindRules) -> tuple[dict[Path, str], dict[Path, str]]:
     hit = _TABLES.get(id(rules))
     if hit is not None and hit[0] is rules:
-        return hit[1]
+        return hit[1], hit[2]
     table = {r.prefix: r.owner for r in rules}
     if len(_TABLES) > 1024:
         _TABLES.clear()
-    _TABLES[id(rules)] = (rules, table)
-    return table
+    memo: dict[Path, str] = {}
+    _TABLES[id(rules)] = (rules, table, memo)
+    return table, memo
 
 
 def ownership_error(kind: str, name: str, refused: Sequence[Refusal]) -> OwnershipError:

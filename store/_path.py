@@ -13,6 +13,7 @@ stays unambiguous and parses back.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -137,9 +138,22 @@ def prefixes_of(path: Path) -> tuple[Path, ...]:
     return tuple(path[:n] for n in range(len(path), -1, -1))
 
 
+MIN_INT, MAX_INT = -(1 << 64), (1 << 64) - 1
+"""The integers a change can carry (CBOR's; larger ones would need tags, which it refuses)."""
+
+
 def check_leaf(value: object, *, depth: int = 0) -> Leaf:
-    """A leaf is null, bool, int, float, str or a list of leaves; maps are flattened first."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """A leaf is null, bool, int, float, str or a list of leaves; maps are flattened first.
+    Integers fit in 64 bits (plus sign) and floats are finite."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise ValueError(f"an integer value is within ±2^64, got {value}")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a number value is finite, got {value}")
         return value
     if isinstance(value, list | tuple) and depth < MAX_DEPTH:
         return [check_leaf(v, depth=depth + 1) for v in value]

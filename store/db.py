@@ -4,7 +4,7 @@ One LMDB environment, six named databases::
 
     log      origin \\0 seq(8, big-endian)            -> envelope   (append-only change log)
     heads    origin                                   -> [seq, digest]  (version vector + chain)
-    objects  kind \\0 name                            -> ObjectState (canonical CBOR)
+    objects  kind \\0 name                            -> ObjectState (canonical msgpack)
     history  kind \\0 name \\0 wall(8) counter(4) origin \\0 seq(8) -> HistoryEntry
     meta     b"format" | b"hlc" | b"node"             -> store metadata and the clock
     keys     key id                                   -> [public key, managers]
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -62,13 +63,18 @@ from store._ownership import Refusal, Rules, ownership_error
 from store._path import flatten, format_path
 from store._remote import Batch, check_batch
 from store._results import Applied, Committed, FieldDiff, Missing, Rollback
-from store.txn import WriteTxn, collector_paused, full_error
+from store.txn import StateCache, WriteTxn, collector_paused, full_error
 from store.watch import ChangeApplied, Watch, Watchers
 
 STORE_FORMAT = 1
 DEFAULT_MAP_SIZE = 1 << 30
 CATCHUP_CHUNK_BYTES = 4 << 20
 """How much `missing()` returns at once: one catch-up chunk, applied in one transaction."""
+STATE_CACHE_OBJECTS = 4096
+"""How many decoded object states writers keep between transactions (see `StateCache`)."""
+
+
+_SORT_KEY = attrgetter("sort_key")
 
 
 def wall_clock_ms() -> int:
@@ -87,6 +93,7 @@ class Store:
         rules: Rules,
         node_managers: Sequence[str] | None = None,
         map_size: int = DEFAULT_MAP_SIZE,
+        state_cache: int = STATE_CACHE_OBJECTS,
         hlc: HlcConfig | None = None,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
@@ -99,6 +106,7 @@ class Store:
         self.watchers = Watchers()
         self.clock = HybridClock(config=hlc or HlcConfig())
         self.registry = KeyRegistry()
+        self._cache = StateCache(state_cache)
         self._env = lmdb.open(
             str(self.path), map_size=map_size, max_dbs=8, subdir=True, sync=True, metasync=True
         )
@@ -190,6 +198,16 @@ class Store:
     def _state(self, txn: Any, kind: str, name: str) -> ObjectState | None:
         raw = txn.get(object_key(kind, name), db=self._objects)
         return ObjectState.decode(raw) if raw is not None else None
+
+    def _state_to_write(self, txn: Any, okey: bytes, kind: str, name: str) -> ObjectState:
+        """The object's state for this write transaction to change in place (from the cache
+        when it holds it); what it becomes is cached once the transaction commits."""
+        state: ObjectState | None = self._cache.take(okey)
+        if state is None:
+            raw = txn.get(okey, db=self._objects)
+            state = ObjectState.decode(raw) if raw is not None else ObjectState(kind, name)
+        self._cache.keep(okey, state)
+        return state
 
     def _history_values(self, txn: Any, kind: str, name: str) -> list[bytes]:
         """The stored history entries of an object, in fold order (raw)."""
@@ -338,7 +356,8 @@ class Store:
             )
         events: list[ChangeApplied] = []
         with self._write() as txn:
-            state = self._state(txn, kind, name) or ObjectState(kind, name)
+            okey = object_key(kind, name)
+            state = self._state_to_write(txn, okey, kind, name)
             ops = build(state)
             if not ops:
                 return None
@@ -381,7 +400,7 @@ class Store:
                 entry_h.encode(),
                 db=self._history,
             )
-            txn.put(object_key(kind, name), state.encode(), db=self._objects)
+            txn.put(okey, state.encode(), db=self._objects)
             self._save_clock(txn)
             events.append(ChangeApplied(change.id, kind, name, state.revision, local=True))
         self.watchers.publish(events)
@@ -409,8 +428,12 @@ class Store:
         with collector_paused():
             decoded = [decode_change(e) for e in envelopes]
             batch, refolded = self._apply_decoded(decoded, events)
+            applied = Applied([e.change for e in events], batch.duplicates, refolded)
+            # Free the batch while the collector is still paused: what survives the pause is
+            # what the collector has to look at once it runs again.
+            del decoded, batch
         self.watchers.publish(events)
-        return Applied([e.change for e in events], batch.duplicates, refolded)
+        return applied
 
     def _apply_decoded(
         self, decoded: list[Change], events: list[ChangeApplied]
@@ -432,9 +455,8 @@ class Store:
             for (kind, name), incoming in batch.by_object().items():
                 state, again = self._fold_in(txn, kind, name, incoming)
                 refolded += again
-                events.extend(
-                    ChangeApplied(c.id, kind, name, state.revision, local=False) for c in incoming
-                )
+                revision = state.revision
+                events.extend([ChangeApplied(c.id, kind, name, revision, False) for c in incoming])
             if batch.newest is not None:
                 self.clock.observe(batch.newest, physical_ms=now)
                 self._save_clock(txn)
@@ -447,14 +469,15 @@ class Store:
         okey = object_key(kind, name)
         hprefix = okey + b"\0"
         rules = self.rules.get(kind, ())
-        state = self._state(txn, kind, name) or ObjectState(kind, name)
-        incoming.sort(key=lambda c: c.sort_key)
+        state = self._state_to_write(txn, okey, kind, name)
+        incoming.sort(key=_SORT_KEY)
         again = 0
         if state.last_key is not None and incoming[0].sort_key < state.last_key:
             # A late change older than what is folded: fold the whole object again.
             old = [self._change(txn, e.change) for e in self._entries(txn, kind, name)]
             state = ObjectState(kind, name)
-            incoming = sorted([*old, *incoming], key=lambda c: c.sort_key)
+            self._cache.keep(okey, state)
+            incoming = sorted([*old, *incoming], key=_SORT_KEY)
             again = 1
         for c in incoming:
             entry = apply_change(state, c, rules)

@@ -14,12 +14,14 @@ import asyncio
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from store._change import ChangeId
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeApplied:
+class ChangeApplied(NamedTuple):
+    """A change applied to an object (a tuple: the store makes one per change it applies)."""
+
     change: ChangeId
     kind: str
     name: str

@@ -153,6 +153,8 @@ def test_bad_local_edits_are_refused_with_nothing_written(store: Store) -> None:
         ([["frob", ["spec"]]], "unknown op 'frob'"),
         ([["set", [], 1]], "needs a field path"),
         ([], "needs at least one op"),
+        ([["set", ["spec", "ratio"], float("nan")]], "a number value is finite, got nan"),
+        ([["set", ["spec", "n"], [1, 2**64]]], r"an integer value is within ±2\^64"),
     ]
     for ops, message in cases:
         with pytest.raises(InvalidChangeError, match=message):
