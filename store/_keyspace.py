@@ -6,6 +6,8 @@ fold order ``(hlc, origin, seq)``. Names and ids cannot contain NUL, which separ
 
 from __future__ import annotations
 
+import struct
+
 import cbor2
 
 from store._change import ZERO_DIGEST, Change
@@ -15,19 +17,17 @@ def object_key(kind: str, name: str) -> bytes:
     return f"{kind}\0{name}".encode()
 
 
+_SEQ = struct.Struct(">Q").pack
+_HLC = struct.Struct(">QI").pack
+
+
 def log_key(origin: str, seq: int) -> bytes:
-    return origin.encode() + b"\0" + seq.to_bytes(8, "big")
+    return b"%s\0%s" % (origin.encode(), _SEQ(seq))
 
 
 def history_key(prefix: bytes, c: Change) -> bytes:
-    return (
-        prefix
-        + c.hlc.wall_ms.to_bytes(8, "big")
-        + c.hlc.counter.to_bytes(4, "big")
-        + c.origin.encode()
-        + b"\0"
-        + c.seq.to_bytes(8, "big")
-    )
+    wall, counter, origin, seq = c.sort_key
+    return b"%s%s%s\0%s" % (prefix, _HLC(wall, counter), origin.encode(), _SEQ(seq))
 
 
 def decode_head(raw: bytes | None) -> tuple[int, bytes]:

@@ -97,8 +97,10 @@ def check_batch(
             expected += 1
         verify_origin(new[-1], entry.verifier)
         drift = clock.config.max_drift_ms
+        latest = now_ms + drift
         for c in new:
-            clock.check(c.hlc, physical_ms=now_ms, what=f"change {c.id} ({c.target})")
+            if c.hlc.wall_ms > latest:  # the message is built only for a refusal
+                clock.check(c.hlc, physical_ms=now_ms, what=f"change {c.id} ({c.target})")
             if c.author == origin:
                 actor = entry
             else:
