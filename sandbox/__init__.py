@@ -1,4 +1,6 @@
 """OCI bundles with secure defaults, runtime drivers (runc, crun, runsc) and offline images.
 
-The sandbox lands in a later milestone; this package holds its place in the layout.
+Pure cores: `_oci` (the runtime config), `_relax` (relaxations and their acknowledgements),
+`_ids` (user-namespace id ranges). Shell: `runtimes` (which OCI runtimes this node has),
+`busybox` (the local image for demos and tests).
 """
