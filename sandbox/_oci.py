@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox._relax import RELAXATIONS
+
 OCI_VERSION = "1.0.2"
 DEFAULT_UID = 1000
 DEFAULT_GID = 1000
@@ -225,7 +227,7 @@ def runtime_config(
     namespace, owned by its user namespace); otherwise /sys is left out entirely.
     """
     relax = spec.relaxations
-    unknown = relax - KNOWN_RELAXATIONS
+    unknown = relax - RELAXATIONS.keys()
     if unknown:
         raise ValueError(f"unknown relaxations {sorted(unknown)}")
     if spec.capabilities and "add-capability" not in relax:
@@ -357,17 +359,3 @@ ALL_CAPABILITIES: frozenset[str] = frozenset(
     }
 )
 """Every capability a relaxation may name (Linux 5.9+)."""
-
-KNOWN_RELAXATIONS = frozenset(
-    {
-        "run-as-root",
-        "add-capability",
-        "host-path",
-        "host-network",
-        "privileged",
-        "unconfined-seccomp",
-        "writable-root",
-        "no-user-namespace",
-    }
-)
-"""The relaxations this config applies (`sandbox._relax.RELAXATIONS` says what each does)."""
