@@ -42,10 +42,18 @@ def test_defaults_are_filled_in_and_empty_optional_maps_left_out() -> None:
                     "image": "busybox",
                     "ports": {"http": {"containerPort": 8080, "protocol": "tcp"}},
                     "resources": {"cpu": "2", "memory": "1000000"},
+                    "securityContext": {
+                        "privileged": False,
+                        "seccomp": "default",
+                        "readOnlyRootFilesystem": True,
+                    },
                 }
             },
             "restartPolicy": "always",
             "terminationGracePeriodSeconds": 10,
+            "runtimeClass": "runc",
+            "hostNetwork": False,
+            "userNamespace": True,
         },
     }
 

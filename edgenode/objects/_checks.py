@@ -1,16 +1,18 @@
 """Rules that span several fields, checked once every field is valid on its own.
 
 Containers of one pod share its network, so no two of them (nor two ports of one container) may
-listen on the same port and protocol.
+listen on the same port and protocol. Every relaxation of the sandbox a pod spec asks for must
+be acknowledged in its `acknowledge` list, and its security settings must agree with each other
+(`_security`). A PinnedDeployment's pod templates follow the same rules, at their own paths.
 """
 
 from __future__ import annotations
 
-from edgenode.objects._deployment import PinnedDeployment
 from edgenode.objects._kinds import ObjectModel
-from edgenode.objects._pod import Pod, PodSpec
+from edgenode.objects._pod import PodSpec
 from edgenode.objects._schema import Loc
-from edgenode.objects._translate import Issue, nothing_applied
+from edgenode.objects._security import pod_specs, security_issues
+from edgenode.objects._translate import Issue, nothing_applied, path_text
 
 
 def _port_conflicts(spec: PodSpec, at: Loc) -> list[Issue]:
@@ -36,14 +38,22 @@ def _port_conflicts(spec: PodSpec, at: Loc) -> list[Issue]:
     return issues
 
 
+def pod_spec_issues(spec: PodSpec, at: Loc = ("spec",)) -> list[Issue]:
+    """Problems of the pod spec at `at` that no single field shows."""
+    return _port_conflicts(spec, at) + security_issues(spec, at)
+
+
 def cross_field_issues(model: ObjectModel) -> list[Issue]:
     """Problems that no single field shows; empty when the object is consistent."""
-    if isinstance(model, Pod):
-        return _port_conflicts(model.spec, ("spec",))
-    if isinstance(model, PinnedDeployment):
-        issues: list[Issue] = []
-        for vname, version in model.spec.versions.items():
-            at: Loc = ("spec", "versions", vname, "template", "spec")
-            issues.extend(_port_conflicts(version.template.spec, at))
-        return issues
-    return []
+    return [issue for at, spec in pod_specs(model) for issue in pod_spec_issues(spec, at)]
+
+
+def pod_spec_problems(spec: PodSpec, *, at: str = "spec") -> list[str]:
+    """Every cross-field problem of a pod spec, one line each (`spec.x: expected ..., got ...`);
+    empty when the spec is consistent. For a spec that did not come through `parse_document`.
+    """
+    loc: Loc = tuple(at.split(".")) if at else ()
+    return [
+        f"{path_text(i.loc)}: expected {i.expected}, got {i.actual}. {i.hint}"
+        for i in pod_spec_issues(spec, loc)
+    ]

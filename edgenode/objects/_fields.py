@@ -1,4 +1,5 @@
-"""Field types shared by every kind: names, labels, paths, quantities, and the model base.
+"""Field types shared by every kind: names, labels, paths, quantities, capabilities, relaxation
+names, and the model base.
 
 Each constrained type is `Annotated[base, validator, Expect(...)]`. The validator raises a
 `PydanticCustomError` whose type names the rule (`dns_label`, `memory_quantity`, ...); `Expect`
@@ -9,11 +10,19 @@ canonical document made from it) does not depend on the order the user wrote the
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    WrapSerializer,
+)
 from pydantic_core import PydanticCustomError
 
 from edgenode.objects._errors import QuantityError
@@ -23,6 +32,8 @@ from edgenode.objects._quantity import (
     normalize_cpu,
     normalize_memory,
 )
+from sandbox._oci import ALL_CAPABILITIES
+from sandbox._relax import RELAXATIONS
 
 API_VERSION: Final = "edgenode/v1"
 
@@ -57,6 +68,20 @@ class StrictModel(BaseModel):
 def sorted_by_key(value: dict[str, T]) -> dict[str, T]:
     """The same map with its keys in sorted order (canonical form of maps keyed by name)."""
     return dict(sorted(value.items()))
+
+
+def sorted_unique(values: list[str]) -> list[str]:
+    """The same list sorted, each item once (canonical form of lists that are really sets)."""
+    return sorted(set(values))
+
+
+def _omit_empty(value: list[Any], handler: SerializerFunctionWrapHandler) -> Any:
+    return handler(value) or None
+
+
+#: Annotation for a list whose emptiness is its default: an empty one is left out of the
+#: canonical document, like an empty map (lists such as `args: []` mean something, and stay).
+OmitEmpty = WrapSerializer(_omit_empty)
 
 
 def _fail(kind: str, message: str, value: object) -> PydanticCustomError:
@@ -103,6 +128,38 @@ def _image_ref(value: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise _fail("image_ref", "not an image reference", value)
     return value
+
+
+def _squash(word: str) -> str:
+    return re.sub(r"[-_\s]", "", word).lower()
+
+
+def suggest(word: str, options: list[str]) -> str | None:
+    """The option the user most likely meant by `word`, if any is close enough."""
+    for option in options:
+        if _squash(option) == _squash(word):
+            return option
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _capability(value: str) -> str:
+    name = value if value.startswith("CAP_") else "CAP_" + value
+    if name in ALL_CAPABILITIES:
+        return name
+    short = sorted(c.removeprefix("CAP_") for c in ALL_CAPABILITIES)
+    better = suggest(value[4:] if value[:4].upper() == "CAP_" else value, short)
+    reason = f"write {better}; " if better else ""
+    reason += f"known (with or without CAP_): {', '.join(short)}"
+    raise PydanticCustomError("capability", "{reason}", {"reason": reason})
+
+
+def _relaxation(value: str) -> str:
+    if value in RELAXATIONS:
+        return value
+    better = suggest(value, sorted(RELAXATIONS))
+    reason = f"write {better!r}" if better else ""
+    raise PydanticCustomError("relaxation", "{reason}", {"reason": reason})
 
 
 def _cpu(value: object) -> str:
@@ -161,6 +218,18 @@ CpuQuantity = Annotated[
 ]
 MemoryQuantity = Annotated[
     str, BeforeValidator(_memory), Expect(f"a memory quantity such as {MEMORY_EXAMPLES}")
+]
+
+Capability = Annotated[
+    str,
+    AfterValidator(_capability),
+    Expect("a Linux capability such as NET_BIND_SERVICE or CAP_NET_RAW"),
+]
+"""Read as `NET_ADMIN` or `CAP_NET_ADMIN`, kept as `CAP_NET_ADMIN`."""
+RelaxationName = Annotated[
+    str,
+    AfterValidator(_relaxation),
+    Expect("the name of a relaxation: one of " + ", ".join(sorted(RELAXATIONS))),
 ]
 
 Labels = Annotated[dict[LabelKey, LabelValue], AfterValidator(sorted_by_key)]

@@ -1,7 +1,7 @@
 """The Node kind: what each node publishes about itself, and the one thing users set on it.
 
 Users may mark a node `unschedulable` (cordon it); labels live in `metadata.labels`. The
-node writes its own `status`: capacity, addresses and phase.
+node writes its own `status`: capacity, addresses, phase, and what its sandbox has and lacks.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ class NodeSpec(StrictModel):
     unschedulable: bool = False
 
 
+class SandboxFeature(StrictModel):
+    """One protection or runtime class of the node's sandbox, as the node found it."""
+
+    noun: ClassVar[str] = "a sandbox feature"
+
+    available: bool
+    detail: str
+
+
 class NodeStatus(StrictModel):
     """Status a node publishes about itself."""
 
@@ -35,6 +44,11 @@ class NodeStatus(StrictModel):
         default_factory=dict
     )
     phase: NodePhase
+    sandbox: Annotated[dict[str, SandboxFeature], AfterValidator(sorted_by_key)] = Field(
+        default_factory=dict
+    )
+    """What the node's sandbox has and lacks (AppArmor, seccomp, user namespaces, cgroups,
+    each runtime class), each with a sentence: `describe node` shows it."""
 
 
 class Node(StrictModel):

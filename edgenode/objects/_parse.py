@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from edgenode.objects._checks import cross_field_issues
 from edgenode.objects._errors import FieldProblem, ManifestError
-from edgenode.objects._fields import API_VERSION
+from edgenode.objects._fields import API_VERSION, suggest
 from edgenode.objects._kinds import KINDS, NODE_WRITTEN_STATUS, ObjectModel, to_document
 from edgenode.objects._schema import Loc, quote_choices
 from edgenode.objects._translate import (
@@ -24,7 +24,6 @@ from edgenode.objects._translate import (
     nothing_applied,
     path_text,
     render_value,
-    suggest,
     translate,
 )
 

@@ -1,7 +1,12 @@
 """The Pod kind: containers that run together on one node, and the status a node reports.
 
-Containers, ports and env are maps keyed by name, so every field has a stable path
-(`spec.containers.web.ports.http.containerPort`) for ownership, diffs and merges.
+Containers, ports, env, volumes and volume mounts are maps keyed by name, so every field has a
+stable path (`spec.containers.web.ports.http.containerPort`) for ownership, diffs and merges.
+
+Security settings default to the sandbox's locked-down defaults (a user namespace, a non-root
+user, no capabilities, the seccomp filter, a read-only root filesystem, no host paths, the
+pod's own network). Each setting that relaxes them must be acknowledged by name in the spec's
+`acknowledge` list; `_security` says which settings relax what, and `_checks` enforces it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pydantic import AfterValidator, Field
 from edgenode.objects._fields import (
     API_VERSION,
     AbsolutePath,
+    Capability,
     CpuQuantity,
     DnsLabel,
     EnvName,
@@ -21,8 +27,11 @@ from edgenode.objects._fields import (
     LabelKey,
     LabelValue,
     MemoryQuantity,
+    OmitEmpty,
+    RelaxationName,
     StrictModel,
     sorted_by_key,
+    sorted_unique,
 )
 from edgenode.objects._meta import Metadata
 
@@ -30,8 +39,13 @@ RestartPolicy = Literal["always", "on-failure", "never"]
 Protocol = Literal["tcp", "udp"]
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 ContainerState = Literal["waiting", "running", "exited", "unknown"]
+RuntimeClass = Literal["runc", "crun", "gvisor"]
+Seccomp = Literal["default", "unconfined"]
 
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
+MAX_ID = 2**32 - 2
+"""The largest user or group id the kernel maps (2^32 - 1 means "no id")."""
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class Port(StrictModel):
@@ -50,6 +64,46 @@ class Resources(StrictModel):
 
     cpu: CpuQuantity | None = None
     memory: MemoryQuantity | None = None
+
+
+class Capabilities(StrictModel):
+    """Linux capabilities given to a container (`add`); none by default."""
+
+    noun: ClassVar[str] = "capabilities"
+
+    add: Annotated[list[Capability], AfterValidator(sorted_unique), OmitEmpty] = Field(
+        default_factory=list
+    )
+
+
+class SecurityContext(StrictModel):
+    """How a container's process runs. Every field but the ids defaults to the secure choice.
+
+    `runAsUser`/`runAsGroup`: ids inside the pod's user namespace (0 to 65535 with one);
+    without `runAsUser` the image's user runs if it is numeric and not root, else 1000; the
+    group defaults to the user's id. `runAsRoot: true` (or `runAsUser: 0`) runs as root inside
+    the user namespace (`run-as-root`); `runAsRoot: false` refuses uid 0 outright.
+    """
+
+    noun: ClassVar[str] = "a security context"
+
+    run_as_user: Id | None = Field(default=None, alias="runAsUser")
+    run_as_group: Id | None = Field(default=None, alias="runAsGroup")
+    run_as_root: bool | None = Field(default=None, alias="runAsRoot")
+    privileged: bool = False
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    seccomp: Seccomp = "default"
+    read_only_root_filesystem: bool = Field(default=True, alias="readOnlyRootFilesystem")
+
+
+class VolumeMount(StrictModel):
+    """Where a container sees one of its pod's volumes: `volumeMounts: {data: {mountPath}}`."""
+
+    noun: ClassVar[str] = "a volume mount"
+
+    mount_path: AbsolutePath = Field(alias="mountPath")
+    read_only: bool | None = Field(default=None, alias="readOnly")
+    """None: as the volume says; true makes a writable volume read-only in this container."""
 
 
 class Container(StrictModel):
@@ -73,11 +127,39 @@ class Container(StrictModel):
         default_factory=dict
     )
     resources: Resources = Field(default_factory=Resources)
+    security_context: SecurityContext = Field(
+        default_factory=SecurityContext, alias="securityContext"
+    )
+    volume_mounts: Annotated[dict[DnsLabel, VolumeMount], AfterValidator(sorted_by_key)] = Field(
+        default_factory=dict, alias="volumeMounts"
+    )
+    """Keyed by the name of the pod's volume to mount."""
 
 
 Containers = Annotated[
     dict[DnsLabel, Container], Field(min_length=1), AfterValidator(sorted_by_key)
 ]
+
+
+class HostPath(StrictModel):
+    """A path of the node, mounted into containers (`host-path`); read-only unless told."""
+
+    noun: ClassVar[str] = "a host path"
+
+    path: AbsolutePath
+    read_only: bool = Field(default=True, alias="readOnly")
+
+
+class Volume(StrictModel):
+    """A volume of a pod, named in `volumes: {data: {hostPath: {path: /srv/data}}}`."""
+
+    noun: ClassVar[str] = "a volume"
+
+    host_path: HostPath = Field(alias="hostPath")
+
+
+Volumes = Annotated[dict[DnsLabel, Volume], AfterValidator(sorted_by_key)]
+Acknowledgements = Annotated[list[RelaxationName], AfterValidator(sorted_unique), OmitEmpty]
 NodeSelector = Annotated[dict[LabelKey, LabelValue], AfterValidator(sorted_by_key)]
 
 
@@ -93,6 +175,14 @@ class PodSpec(StrictModel):
     termination_grace_period_seconds: Annotated[int, Field(ge=0)] = Field(
         default=10, alias="terminationGracePeriodSeconds"
     )
+    volumes: Volumes = Field(default_factory=dict)
+    runtime_class: RuntimeClass = Field(default="runc", alias="runtimeClass")
+    host_network: bool = Field(default=False, alias="hostNetwork")
+    """True: the pod uses the node's network namespace (`host-network`)."""
+    user_namespace: bool = Field(default=True, alias="userNamespace")
+    """False: no user namespace, ids inside are the node's ids (`no-user-namespace`)."""
+    acknowledge: Acknowledgements = Field(default_factory=list)
+    """The relaxations of the sandbox this spec asks for, each by name (`run-as-root`)."""
 
 
 class ContainerStatus(StrictModel):

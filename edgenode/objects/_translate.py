@@ -9,7 +9,6 @@ advice. Placing the issue in a file (source, document, line) is the caller's job
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from edgenode.objects._fields import suggest
 from edgenode.objects._schema import (
     Loc,
     describe,
@@ -81,19 +81,6 @@ def render_value(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _squash(word: str) -> str:
-    return re.sub(r"[-_\s]", "", word).lower()
-
-
-def suggest(word: str, options: list[str]) -> str | None:
-    """The option the user most likely meant by `word`, if any is close enough."""
-    for option in options:
-        if _squash(option) == _squash(word):
-            return option
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 def dns_label_for(text: str) -> str:
     """A DNS label close to `text` (`Web_Server` -> `web-server`), for suggestions."""
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
@@ -116,7 +103,7 @@ def _advice(error: ErrorDetails, value: object, optional: bool) -> str:
     """What to do about one error, beyond "fix the value"."""
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    if kind in ("cpu_quantity", "memory_quantity"):
+    if kind in ("cpu_quantity", "memory_quantity", "capability", "relaxation"):
         return str(ctx.get("reason", ""))
     if kind == "dns_label" and isinstance(value, str):
         better = dns_label_for(value)
@@ -128,7 +115,7 @@ def _advice(error: ErrorDetails, value: object, optional: bool) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type") and isinstance(value, list):
         return (
             "write a map keyed by name, such as 'web: {image: busybox}', instead of a list; "
-            "edgenode keys containers, ports, env and versions by name"
+            "edgenode keys containers, ports, env, volumes, volume mounts and versions by name"
         )
     if value is None:
         if optional:
@@ -150,6 +137,8 @@ def _advice(error: ErrorDetails, value: object, optional: bool) -> str:
     if kind == "bool_type" and isinstance(value, str):
         return "write true or false, without quotes"
     if kind == "list_type" and isinstance(value, str):
+        if value and not any(c.isspace() for c in value):
+            return f"write a YAML list such as [{value}]"
         return "write a YAML list such as [httpd, -f]; a single string is not split into words"
     if kind == "literal_error" and isinstance(value, str):
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))

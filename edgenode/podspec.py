@@ -1,0 +1,96 @@
+"""A Pod's spec in the sandbox's terms: `pod_def(name, spec)` builds the `PodDef` a node runs.
+
+Theory of operation. The object model speaks YAML (`securityContext.runAsUser`, `memory: 64Mi`,
+`volumes` + `volumeMounts`); the sandbox takes plain values (`user=(uid, gid)`, bytes,
+millicores, `(host path, container path, read-only)` triples, relaxation names). This module
+is the one translation between them, so the daemon never reads YAML field names and the
+sandbox never sees a quantity string. Pure: no I/O, no clocks.
+
+The translation trusts nothing it is handed: a spec that a manifest would have been refused
+for (an unacknowledged relaxation, a mount of an undeclared volume) raises `PodSpecError`
+instead of becoming a sandbox definition.
+"""
+
+from __future__ import annotations
+
+from edgenode.objects import (
+    Container,
+    ObjectError,
+    PodSpec,
+    container_relaxations,
+    cpu_millis,
+    memory_bytes,
+    pod_relaxations,
+    pod_spec_problems,
+)
+from sandbox._spec import ContainerDef, PodDef
+
+
+class PodSpecError(ObjectError, ValueError):
+    """A pod spec was not translated because it has problems; nothing was run or changed."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.name = name
+        self.problems = list(problems)
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(
+            f"pod {name} was not translated for the sandbox, its spec has problems "
+            f"(validate it with parse_document first); nothing was run:\n{lines}"
+        )
+
+
+def _user(container: Container) -> tuple[int, int] | None:
+    sc = container.security_context
+    if sc.run_as_root or sc.run_as_user == 0:
+        return (0, 0)
+    if sc.run_as_user is None:
+        return None
+    gid = sc.run_as_group if sc.run_as_group is not None else sc.run_as_user
+    return (sc.run_as_user, gid)
+
+
+def _host_paths(spec: PodSpec, container: Container) -> tuple[tuple[str, str, bool], ...]:
+    mounts = []
+    for vname, mount in container.volume_mounts.items():
+        host = spec.volumes[vname].host_path
+        # A mount may make a writable volume read-only, never the other way round.
+        mounts.append((host.path, mount.mount_path, host.read_only or bool(mount.read_only)))
+    # A parent directory is mounted before the paths under it, or it would hide them.
+    return tuple(sorted(mounts, key=lambda m: m[1].rstrip("/").split("/")))
+
+
+def _container_def(spec: PodSpec, name: str) -> ContainerDef:
+    container = spec.containers[name]
+    resources = container.resources
+    return ContainerDef(
+        image=container.image,
+        command=tuple(container.command) if container.command is not None else None,
+        args=tuple(container.args) if container.args is not None else None,
+        env=dict(container.env),
+        working_dir=container.working_dir,
+        user=_user(container),
+        memory_bytes=memory_bytes(resources.memory) if resources.memory is not None else None,
+        cpu_millis=cpu_millis(resources.cpu) if resources.cpu is not None else None,
+        relaxations=container_relaxations(spec, name),
+        capabilities=tuple(container.security_context.capabilities.add),
+        host_paths=_host_paths(spec, container),
+    )
+
+
+def pod_def(name: str, spec: PodSpec) -> PodDef:
+    """The sandbox's definition of pod `name` (its `metadata.name`, a DNS label) from its spec.
+
+    Raises `PodSpecError` when the spec has problems `parse_document` would have refused it
+    for; a spec that came through `parse_document` (or `load_manifests`) never does.
+    """
+    problems = pod_spec_problems(spec)
+    if problems:
+        raise PodSpecError(name, problems)
+    return PodDef(
+        name=name,
+        containers={cname: _container_def(spec, cname) for cname in spec.containers},
+        restart_policy=spec.restart_policy,
+        grace_s=float(spec.termination_grace_period_seconds),
+        runtime_class=spec.runtime_class,
+        relaxations=pod_relaxations(spec),
+    )
