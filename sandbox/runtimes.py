@@ -4,6 +4,8 @@ A pod names its runtime class (``runc``, the default; ``crun``; ``gvisor``, run 
 `detect` looks for each runtime's binary and for what it needs from the kernel, and returns a
 `Runtime` per class: available, or not with the reason and what to do, which the node reports
 in its status and `describe` shows. Nothing is silently replaced by another runtime.
+`Runtime.argv` is how to invoke an available one (`sandbox._classes.runtime_argv`), and
+`Runtime.not_honoured` what of the secure defaults its class cannot give.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sandbox._classes import NOT_HONOURED, runtime_argv
+
 CLASSES: Mapping[str, str] = {"runc": "runc", "crun": "crun", "gvisor": "runsc"}
 """Runtime class -> the binary that runs it."""
 PACKAGES: Mapping[str, str] = {
     "runc": "apt-get install runc",
     "crun": "apt-get install crun",
-    "gvisor": "install gVisor's runsc (https://gvisor.dev/docs/user_guide/install/)",
+    "gvisor": "apt-get install runsc",
 }
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -32,6 +36,20 @@ class Runtime:
     available: bool
     reason: str | None = None
     """Why it is not available, and what to do."""
+
+    def argv(self, state_root: str | None = None) -> list[str]:
+        """The executable and global arguments to invoke this runtime with (a subcommand
+        follows); `RuntimeUnavailableError` if it is not available."""
+        if not self.available or self.binary is None:
+            raise RuntimeUnavailableError(
+                f"runtime class {self.runtime_class} is unavailable: {self.reason}"
+            )
+        return runtime_argv(self.runtime_class, self.binary, state_root)
+
+    @property
+    def not_honoured(self) -> tuple[str, ...]:
+        """What of the secure defaults this class cannot give, for the node's status."""
+        return NOT_HONOURED.get(self.runtime_class, ())
 
 
 class RuntimeUnavailableError(RuntimeError):

@@ -1,0 +1,42 @@
+"""What the sandbox needs of an image: its unpacked root filesystem and its run defaults.
+
+The image store (`sandbox.images`) resolves a reference to a `ResolvedImage`; the pod runner
+(`sandbox.pods`) builds containers from it. Kept apart so either side can be tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The run defaults an image declares (its OCI image config)."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = "/"
+    user: str = ""
+    """As the image says it: ``""``, ``"1000"``, ``"1000:1000"`` or a name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedImage:
+    reference: str
+    """The reference as asked (``busybox``, ``busybox:1.36``, ``sha256:...``)."""
+    digest: str
+    """``sha256:<hex>`` of the image manifest: what a pod's status records."""
+    rootfs: str
+    """Path of the unpacked root filesystem, shared read-only by every container of it."""
+    config: ImageConfig
+
+
+class ImageNotFoundError(LookupError):
+    """No image matches the reference; the message says how to import or pull one."""
+
+
+class ImageResolver(Protocol):
+    def resolve(self, reference: str) -> ResolvedImage: ...
