@@ -1,0 +1,715 @@
+"""Pods on this node: sandboxes that outlive their containers, and the containers' lifecycle.
+
+Theory of operation. A pod's *sandbox* is what its containers share and what survives their
+restarts: its network namespace (``/run/netns/edgenode-<pod>``, loopback up; addresses and
+routes are added by the network layer), its user-namespace id range (`sandbox.idtable`), its
+hostname. A *container* is a bundle (``config.json`` from `sandbox._oci`, root filesystem from
+the image store) and a monitor process (`sandbox.shim`) that runs it with the pod's runtime
+class, applies the restart policy, keeps its logs and exit code. Everything is on disk:
+
+    <state>/pods/<pod>/pod.json                         the PodDef and the sandbox's facts
+    <state>/pods/<pod>/containers/<name>/bundle/        config.json (+ rootfs if writable-root)
+    <state>/pods/<pod>/containers/<name>/shim.json      what its shim runs, and how
+    <state>/pods/<pod>/containers/<name>/status.json    written by the shim
+    <state>/pods/<pod>/containers/<name>/logs/          container.log, container.log.1, ...
+
+so a `Sandbox` object holds no state of its own: a daemon that restarts finds its pods, their
+shims still running, and takes them over (`adopt`). The calls are synchronous (each is a few
+runtime invocations); the daemon runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute, netns
+
+from sandbox import host
+from sandbox import logs as _logs
+from sandbox._apparmor import PROFILE_NAME
+from sandbox._classes import adapt_config, runtime_argv, supports_live_update
+from sandbox._image import ImageResolver, ResolvedImage
+from sandbox._lifecycle import FINAL, Backoff
+from sandbox._oci import (
+    DEFAULT_GID,
+    DEFAULT_PIDS,
+    DEFAULT_UID,
+    ContainerSpec,
+    IdRange,
+    PodSandbox,
+    runtime_config,
+)
+from sandbox._spec import ContainerDef, PodDef
+from sandbox._update import Action, plan_update
+from sandbox.idtable import IdTable
+from sandbox.logs import LogLine
+from sandbox.runtimes import Runtime, detect, require
+
+NETNS_DIR = "/run/netns"
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 3
+START_TIMEOUT_S = 60.0
+POLL_S = 0.01
+SHIM_MAIN = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+    "from sandbox.shim import main; sys.exit(main(sys.argv))"
+)
+"""How a shim starts: a bare interpreter (no site, no environment) importing only the shim and
+its core from this installation, which saves a third of its start time."""
+
+
+class SandboxError(RuntimeError):
+    """A pod could not be created, changed or run; the message says what was left behind."""
+
+
+class PodNotFoundError(SandboxError, LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    name: str
+    state: str
+    """created, starting, running, backoff, restarting, stopping, exited, stopped, or unknown
+    (its monitor is gone, e.g. after a reboot, before `adopt`)."""
+    pid: int | None
+    exit_code: int | None
+    restarts: int
+    started_at: float | None
+    finished_at: float | None
+    next_start_at: float | None
+    image_digest: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    name: str
+    netns: str | None
+    """Path of the pod's network namespace (None with host-network)."""
+    netns_inode: int | None
+    ids: IdRange | None
+    runtime_class: str
+    containers: Mapping[str, ContainerState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    actions: Mapping[str, Action]
+    pod: PodState
+
+
+# -- PodDef on disk -------------------------------------------------------------------------
+
+
+def _def_to_json(pod: PodDef) -> dict[str, Any]:
+    out = asdict(pod)
+    out["relaxations"] = sorted(pod.relaxations)
+    for name, c in pod.containers.items():
+        out["containers"][name]["relaxations"] = sorted(c.relaxations)
+        out["containers"][name]["env"] = dict(c.env)
+    return out
+
+
+def _tuple(v: Any) -> tuple[Any, ...] | None:
+    return None if v is None else tuple(v)
+
+
+def _def_from_json(raw: Mapping[str, Any]) -> PodDef:
+    containers = {
+        name: ContainerDef(
+            image=c["image"],
+            command=_tuple(c["command"]),
+            args=_tuple(c["args"]),
+            env=dict(c["env"]),
+            working_dir=c["working_dir"],
+            user=(c["user"][0], c["user"][1]) if c["user"] is not None else None,
+            memory_bytes=c["memory_bytes"],
+            cpu_millis=c["cpu_millis"],
+            pids=c["pids"],
+            relaxations=frozenset(c["relaxations"]),
+            capabilities=tuple(c["capabilities"]),
+            host_paths=tuple((h, p, bool(ro)) for h, p, ro in c["host_paths"]),
+        )
+        for name, c in raw["containers"].items()
+    }
+    return PodDef(
+        name=raw["name"],
+        containers=containers,
+        restart_policy=raw["restart_policy"],
+        grace_s=float(raw["grace_s"]),
+        runtime_class=raw["runtime_class"],
+        relaxations=frozenset(raw["relaxations"]),
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# -- building a container -------------------------------------------------------------------
+
+
+def process_args(c: ContainerDef, image: ResolvedImage) -> list[str]:
+    """The command line, as Kubernetes combines them: `command` replaces the image's entrypoint
+    (and drops its cmd), `args` replaces the image's cmd."""
+    if c.command is not None:
+        return [*c.command, *(c.args or ())]
+    return [*image.config.entrypoint, *(c.args if c.args is not None else image.config.cmd)]
+
+
+def process_user(c: ContainerDef, image: ResolvedImage) -> tuple[int, int]:
+    """The spec's user; else the image's if numeric and not root; else 1000:1000. An image
+    that asks for root does not get it without the spec's run-as-root."""
+    if c.user is not None:
+        return c.user
+    uid_s, _, gid_s = image.config.user.partition(":")
+    if uid_s.isdigit() and int(uid_s) != 0:
+        uid = int(uid_s)
+        gid = int(gid_s) if gid_s.isdigit() and int(gid_s) != 0 else uid
+        return uid, gid
+    return DEFAULT_UID, DEFAULT_GID
+
+
+class Sandbox:
+    """The pods of one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        images: ImageResolver,
+        *,
+        runtimes: Mapping[str, Runtime] | None = None,
+        backoff: Backoff | None = None,
+        log_max_bytes: int = LOG_MAX_BYTES,
+        log_keep: int = LOG_KEEP,
+        python: str = sys.executable,
+    ) -> None:
+        self.state_dir = state_dir
+        self.pods_dir = state_dir / "pods"
+        self.images = images
+        self.runtimes = runtimes if runtimes is not None else detect()
+        self.backoff = backoff or Backoff()
+        self.log_max_bytes = log_max_bytes
+        self.log_keep = log_keep
+        self.python = python
+        self.ids = IdTable(state_dir / "sandbox" / "ids.json")
+        self.arch = platform.machine()
+        self.apparmor = host.apparmor().available
+        if self.apparmor:
+            host.load_apparmor_profile()
+        for d in (state_dir, self.pods_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            # Containers' mapped ids must traverse to their root filesystems; nobody may list.
+            os.chmod(d, 0o711)
+
+    # -- paths and records ------------------------------------------------------------------
+
+    def _pod_dir(self, name: str) -> Path:
+        return self.pods_dir / name
+
+    def _cdir(self, pod: str, container: str) -> Path:
+        return self.pods_dir / pod / "containers" / container
+
+    def _record(self, name: str) -> dict[str, Any]:
+        try:
+            raw: dict[str, Any] = json.loads((self._pod_dir(name) / "pod.json").read_text())
+        except FileNotFoundError:
+            raise PodNotFoundError(
+                f"pod {name} does not exist on this node; known pods: "
+                f"{', '.join(self.pods()) or 'none'}"
+            ) from None
+        return raw
+
+    def definition(self, name: str) -> PodDef:
+        return _def_from_json(self._record(name)["def"])
+
+    def pods(self) -> list[str]:
+        return sorted(p.name for p in self.pods_dir.iterdir() if (p / "pod.json").exists())
+
+    @staticmethod
+    def runtime_id(pod: str, container: str) -> str:
+        return f"{pod}.{container}"
+
+    def _argv(self, runtime_class: str) -> list[str]:
+        rt = require(runtime_class, self.runtimes)
+        assert rt.binary is not None
+        return runtime_argv(runtime_class, rt.binary, None)
+
+    # -- the sandbox ------------------------------------------------------------------------
+
+    def create_pod(self, pod: PodDef) -> PodState:
+        """Make the pod's sandbox and its containers' bundles; nothing runs yet. Refused if
+        the pod exists (use `update_pod`)."""
+        if (self._pod_dir(pod.name) / "pod.json").exists():
+            raise SandboxError(f"pod {pod.name} already exists on this node; update it instead")
+        self._argv(pod.runtime_class)  # a missing runtime is refused before anything is made
+        resolved = {n: self.images.resolve(c.image) for n, c in pod.containers.items()}
+        pdir = self._pod_dir(pod.name)
+        ids = None if "no-user-namespace" in pod.relaxations else self.ids.allocate(pod.name)
+        ns_path = None
+        try:
+            (pdir / "containers").mkdir(parents=True, exist_ok=True)
+            os.chmod(pdir, 0o711)
+            os.chmod(pdir / "containers", 0o711)
+            if "host-network" not in pod.relaxations:
+                ns_path = self._make_netns(pod.name)
+            record = {"def": _def_to_json(pod), "netns": ns_path, "created_at": time.time()}
+            for name in pod.containers:
+                self._write_container(pod, name, resolved[name], ids=ids, ns_path=ns_path)
+            _write_json(pdir / "pod.json", record)
+        except Exception:
+            self._remove_sandbox(pod.name, ns_path)
+            raise
+        return self.state(pod.name)
+
+    def _make_netns(self, pod: str) -> str:
+        name = f"edgenode-{pod}"
+        path = os.path.join(NETNS_DIR, name)
+        if not os.path.exists(path):
+            netns.create(name)
+        with IPRoute(netns=name) as ipr:
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+        return path
+
+    def _remove_sandbox(self, pod: str, ns_path: str | None) -> None:
+        if ns_path is not None and os.path.exists(ns_path):
+            netns.remove(os.path.basename(ns_path))
+        shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
+        self.ids.release(pod)
+
+    def _ids_of(self, pod: str) -> IdRange | None:
+        return self.ids.ranges().get(pod)
+
+    # -- containers -------------------------------------------------------------------------
+
+    def _write_container(
+        self,
+        pod: PodDef,
+        name: str,
+        image: ResolvedImage,
+        *,
+        ids: IdRange | None,
+        ns_path: str | None,
+    ) -> None:
+        c = pod.containers[name]
+        cdir = self._cdir(pod.name, name)
+        bundle = cdir / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        for d in (cdir, bundle):
+            os.chmod(d, 0o711)
+        relax = c.relaxations | pod.relaxations
+        rootfs = str(image.rootfs)
+        if "writable-root" in relax:
+            rootfs = str(self._private_rootfs(bundle, image, ids))
+        args = process_args(c, image)
+        if not args:
+            raise SandboxError(
+                f"pod {pod.name} container {name}: neither the spec (command, args) nor image "
+                f"{c.image} gives a command to run; set command in the container's spec"
+            )
+        uid, gid = (0, 0) if "run-as-root" in relax else process_user(c, image)
+        spec = ContainerSpec(
+            rootfs=rootfs,
+            args=args,
+            env={**image.config.env, **c.env},
+            cwd=c.working_dir or image.config.working_dir or "/",
+            uid=uid,
+            gid=gid,
+            memory_bytes=c.memory_bytes,
+            cpu_millis=c.cpu_millis,
+            pids=c.pids if c.pids is not None else DEFAULT_PIDS,
+            relaxations=relax,
+            capabilities=c.capabilities,
+            host_paths=c.host_paths,
+        )
+        sandbox = PodSandbox(ids=ids or IdRange(0, 1 << 32), netns=ns_path, hostname=pod.name)
+        try:
+            config = runtime_config(
+                spec, sandbox, arch=self.arch, own_sysfs="no-user-namespace" in relax
+            )
+            if self.apparmor and "privileged" not in relax:
+                config["process"]["apparmorProfile"] = PROFILE_NAME
+            config = adapt_config(pod.runtime_class, config)
+        except ValueError as exc:  # UnsupportedConfigError too
+            raise SandboxError(f"pod {pod.name} container {name}: {exc}") from None
+        _write_json(bundle / "config.json", config)
+        _write_json(cdir / "container.json", {"image_digest": image.digest, "image": c.image})
+        _write_json(cdir / "shim.json", self._shim_config(pod, name))
+
+    def _private_rootfs(self, bundle: Path, image: ResolvedImage, ids: IdRange | None) -> Path:
+        """A copy of the image's files owned by the pod's ids, for a writable root."""
+        dest = bundle / "rootfs"
+        marker = bundle / "rootfs.digest"
+        if dest.exists() and marker.exists() and marker.read_text() == image.digest:
+            return dest
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(image.rootfs, dest, symlinks=True)
+        if ids is not None:
+            for root, dirs, files in os.walk(dest):
+                for entry in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    st = os.lstat(entry)
+                    uid = ids.base + st.st_uid if st.st_uid < ids.size else ids.base
+                    gid = ids.base + st.st_gid if st.st_gid < ids.size else ids.base
+                    os.lchown(entry, uid, gid)
+        marker.write_text(image.digest)
+        return dest
+
+    def _shim_config(self, pod: PodDef, name: str) -> dict[str, Any]:
+        b = self.backoff
+        return {
+            "id": self.runtime_id(pod.name, name),
+            "runtime": self._argv(pod.runtime_class),
+            "bundle": str(self._cdir(pod.name, name) / "bundle"),
+            "policy": pod.restart_policy,
+            "grace_s": pod.grace_s,
+            "backoff": {"initial_s": b.initial_s, "max_s": b.max_s, "reset_s": b.reset_s},
+            "log": {"max_bytes": self.log_max_bytes, "keep": self.log_keep},
+        }
+
+    def _read_status(self, cdir: Path) -> dict[str, Any] | None:
+        try:
+            status: dict[str, Any] = json.loads((cdir / "status.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return status
+
+    @staticmethod
+    def _shim_alive(cdir: Path, status: Mapping[str, Any] | None) -> bool:
+        pid = status.get("shim_pid") if status else None
+        if not pid:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return any(b"sandbox.shim" in arg for arg in cmdline) and str(cdir).encode() in cmdline
+
+    def _start_container(self, pod: str, name: str) -> None:
+        cdir = self._cdir(pod, name)
+        old = self._read_status(cdir)
+        if self._shim_alive(cdir, old):
+            return
+        config = json.loads((cdir / "shim.json").read_text())
+        config.pop("restarts_before", None)
+        if old is not None and old.get("started_at") is not None:
+            config["restarts_before"] = int(old.get("restarts", 0))
+        _write_json(cdir / "shim.json", config)
+        (cdir / "status.json").unlink(missing_ok=True)
+        subprocess.run(
+            [self.python, "-I", "-S", "-c", SHIM_MAIN, str(cdir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=30,
+        )
+
+    def _wait_started(self, pod: str, names: Iterable[str]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for name in names:
+            cdir = self._cdir(pod, name)
+            while True:
+                status = self._read_status(cdir)
+                if status is not None and status["state"] not in ("created", "starting"):
+                    break
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"pod {pod} container {name}: its monitor did not report within "
+                        f"{START_TIMEOUT_S:.0f} s; see {cdir / 'shim.err'}"
+                    )
+                time.sleep(POLL_S)
+
+    def _signal_shim(self, pod: str, name: str, sig: signal.Signals) -> bool:
+        cdir = self._cdir(pod, name)
+        status = self._read_status(cdir)
+        if not self._shim_alive(cdir, status):
+            return False
+        assert status is not None
+        os.kill(int(status["shim_pid"]), sig)
+        return True
+
+    def _wait_shims_gone(self, pod: str, names: Iterable[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            cdir = self._cdir(pod, name)
+            while self._shim_alive(cdir, self._read_status(cdir)):
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"pod {pod} container {name}: did not stop within {timeout:.0f} s"
+                    )
+                time.sleep(POLL_S)
+
+    # -- the lifecycle ----------------------------------------------------------------------
+
+    def start_pod(self, name: str, containers: Iterable[str] | None = None) -> PodState:
+        """Start the pod's containers (those given, or all) that are not running."""
+        pod = self.definition(name)
+        names = sorted(containers) if containers is not None else sorted(pod.containers)
+        for c in names:
+            self._start_container(name, c)
+        self._wait_started(name, names)
+        return self.state(name)
+
+    def run_pod(self, pod: PodDef) -> PodState:
+        """Create the pod and start every container."""
+        self.create_pod(pod)
+        return self.start_pod(pod.name)
+
+    def stop_pod(
+        self, name: str, containers: Iterable[str] | None = None, *, grace_s: float | None = None
+    ) -> PodState:
+        """Stop containers (all by default): SIGTERM, SIGKILL after the grace period. The
+        sandbox stays; `start_pod` starts them again in it."""
+        pod = self.definition(name)
+        names = sorted(containers) if containers is not None else sorted(pod.containers)
+        if grace_s is not None:
+            for c in names:
+                self._rewrite_shim(pod, c, grace_s=grace_s)
+                self._signal_shim(name, c, signal.SIGUSR1)
+        for c in names:
+            self._signal_shim(name, c, signal.SIGTERM)
+        grace = pod.grace_s if grace_s is None else grace_s
+        self._wait_shims_gone(name, names, grace + 30)
+        if grace_s is not None:
+            for c in names:
+                self._rewrite_shim(pod, c)
+        return self.state(name)
+
+    def _rewrite_shim(self, pod: PodDef, name: str, *, grace_s: float | None = None) -> None:
+        config = self._shim_config(pod, name)
+        if grace_s is not None:
+            config["grace_s"] = grace_s
+        old = json.loads((self._cdir(pod.name, name) / "shim.json").read_text())
+        if "restarts_before" in old:
+            config["restarts_before"] = old["restarts_before"]
+        _write_json(self._cdir(pod.name, name) / "shim.json", config)
+
+    def restart_pod(self, name: str, containers: Iterable[str] | None = None) -> PodState:
+        """Restart containers in place: same sandbox (network namespace, address, ids)."""
+        pod = self.definition(name)
+        names = sorted(containers) if containers is not None else sorted(pod.containers)
+        for c in names:
+            before = self._read_status(self._cdir(name, c))
+            if not self._signal_shim(name, c, signal.SIGHUP):
+                self._start_container(name, c)
+            self._wait_restarted(name, c, before)
+        return self.state(name)
+
+    def _wait_restarted(self, pod: str, name: str, before: Mapping[str, Any] | None) -> None:
+        cdir = self._cdir(pod, name)
+        was = (before or {}).get("started_at")
+        deadline = time.monotonic() + START_TIMEOUT_S + self.definition(pod).grace_s
+        while time.monotonic() < deadline:
+            status = self._read_status(cdir)
+            if (
+                status is not None
+                and (status["started_at"] != was or status["state"] in ("backoff", *FINAL))
+                and status["state"] not in ("restarting", "starting")
+            ):
+                return
+            time.sleep(POLL_S)
+        raise SandboxError(f"pod {pod} container {name}: did not restart in time")
+
+    def kill(self, name: str, container: str, sig: str = "KILL") -> None:
+        """Send a signal to a container's processes (its restart policy then applies)."""
+        pod = self.definition(name)
+        if container not in pod.containers:
+            raise SandboxError(
+                f"pod {name} has no container {container}; it has {', '.join(pod.containers)}"
+            )
+        self._runtime(
+            pod,
+            container,
+            ["kill", self.runtime_id(name, container), sig],
+            failed=f"signal {sig} not delivered",
+        )
+
+    def delete_pod(self, name: str, *, grace_s: float | None = None) -> None:
+        """Stop every container and remove the pod's sandbox, id range and files."""
+        record = self._record(name)
+        pod = _def_from_json(record["def"])
+        self.stop_pod(name, grace_s=grace_s)
+        argv = self._argv(pod.runtime_class)
+        for c in pod.containers:
+            subprocess.run(
+                [*argv, "delete", "--force", self.runtime_id(name, c)],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        self._remove_sandbox(name, record.get("netns"))
+
+    def update_pod(self, new: PodDef) -> UpdateResult:
+        """Change a pod in place: only containers whose definition changed restart; resource
+        changes are applied live where the runtime can (see `sandbox._update`)."""
+        record = self._record(new.name)
+        old = _def_from_json(record["def"])
+        live = supports_live_update(new.runtime_class) and old.runtime_class == new.runtime_class
+        plan = plan_update(old, new, live_resize=live)
+        if (new.relaxations ^ old.relaxations) & {"host-network", "no-user-namespace"}:
+            raise SandboxError(
+                f"pod {new.name}: host-network and no-user-namespace change the pod's sandbox; "
+                "delete the pod and create it again to change them"
+            )
+        self._argv(new.runtime_class)
+        resolved = {
+            n: self.images.resolve(new.containers[n].image)
+            for n, a in plan.items()
+            if a in ("create", "recreate", "resize")
+        }
+        ids = self._ids_of(new.name)
+        ns_path = record.get("netns")
+        changing = [n for n, a in plan.items() if a in ("recreate", "remove")]
+        if changing:
+            self.stop_pod(new.name, changing)
+        for n, action in plan.items():
+            if action == "remove":
+                shutil.rmtree(self._cdir(new.name, n), ignore_errors=True)
+            elif action in ("create", "recreate", "resize"):
+                self._write_container(new, n, resolved[n], ids=ids, ns_path=ns_path)
+            else:
+                self._rewrite_shim(new, n)
+        record["def"] = _def_to_json(new)
+        _write_json(self._pod_dir(new.name) / "pod.json", record)
+        for n, action in plan.items():
+            if action == "resize":
+                self._resize(new, n)
+            if action in ("resize", "reconfigure"):
+                self._signal_shim(new.name, n, signal.SIGUSR1)
+        started = [n for n, a in plan.items() if a in ("create", "recreate")]
+        for n in started:
+            self._start_container(new.name, n)
+        self._wait_started(new.name, started)
+        return UpdateResult(plan, self.state(new.name))
+
+    def _resize(self, pod: PodDef, name: str) -> None:
+        c = pod.containers[name]
+        args: list[str] = []
+        if c.memory_bytes is not None:
+            args += ["--memory", str(c.memory_bytes), "--memory-swap", str(c.memory_bytes)]
+        if c.cpu_millis is not None:
+            config = json.loads((self._cdir(pod.name, name) / "bundle" / "config.json").read_text())
+            cpu = config["linux"]["resources"]["cpu"]
+            args += ["--cpu-quota", str(cpu["quota"]), "--cpu-period", str(cpu["period"])]
+        if c.pids is not None:
+            args += ["--pids-limit", str(c.pids)]
+        status = self._read_status(self._cdir(pod.name, name))
+        if not args or status is None or status.get("state") != "running":
+            return  # the new config.json applies when it next starts
+        self._runtime(
+            pod,
+            name,
+            ["update", *args, self.runtime_id(pod.name, name)],
+            failed="resources not applied live (restart the container to apply them)",
+        )
+
+    def _runtime(self, pod: PodDef, container: str, args: list[str], *, failed: str) -> None:
+        """Run the pod's runtime with `args`; a `SandboxError` saying `failed` if it fails."""
+        out = subprocess.run(
+            [*self._argv(pod.runtime_class), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise SandboxError(
+                f"pod {pod.name} container {container}: {failed}: "
+                f"{out.stderr.strip() or f'the runtime exited with {out.returncode}'}"
+            )
+
+    def log_dir(self, pod: str, container: str) -> Path:
+        return self._cdir(pod, container) / "logs"
+
+    def logs(
+        self,
+        pod: str,
+        container: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+    ) -> Iterator[LogLine]:
+        """A container's log lines, oldest first; `follow` goes on until it is finished."""
+        known = self.definition(pod).containers
+        if container not in known:
+            raise SandboxError(f"pod {pod} has no container {container}; it has {', '.join(known)}")
+
+        def finished() -> bool:
+            return self._container_state(pod, container).state in (*FINAL, "unknown")
+
+        return _logs.read(self.log_dir(pod, container), tail=tail, follow=follow, until=finished)
+
+    # -- what is there ----------------------------------------------------------------------
+
+    def state(self, name: str) -> PodState:
+        record = self._record(name)
+        pod = _def_from_json(record["def"])
+        ns_path = record.get("netns")
+        try:
+            inode = os.stat(ns_path).st_ino if ns_path else None
+        except FileNotFoundError:
+            inode = None
+        containers = {c: self._container_state(name, c) for c in sorted(pod.containers)}
+        return PodState(name, ns_path, inode, self._ids_of(name), pod.runtime_class, containers)
+
+    def _container_state(self, pod: str, name: str) -> ContainerState:
+        cdir = self._cdir(pod, name)
+        status = self._read_status(cdir)
+        try:
+            digest = json.loads((cdir / "container.json").read_text())["image_digest"]
+        except (FileNotFoundError, ValueError, KeyError):
+            digest = None
+        if status is None:
+            return ContainerState(name, "created", None, None, 0, None, None, None, digest, None)
+        state = status["state"]
+        if state not in FINAL and not self._shim_alive(cdir, status):
+            state = "unknown"
+        return ContainerState(
+            name,
+            state,
+            status["pid"] if state not in FINAL else None,
+            status["exit_code"],
+            status["restarts"],
+            status["started_at"],
+            status["finished_at"],
+            status["next_start_at"],
+            digest,
+            status["message"],
+        )
+
+    def adopt(self) -> dict[str, list[str]]:
+        """After the daemon or the node restarts: recreate missing network namespaces and start
+        the containers whose monitor is gone but which should run. Returns, per pod, the
+        containers started again."""
+        started: dict[str, list[str]] = {}
+        for name in self.pods():
+            record = self._record(name)
+            pod = _def_from_json(record["def"])
+            if record.get("netns") and not os.path.exists(record["netns"]):
+                self._make_netns(name)
+            todo = []
+            for c in sorted(pod.containers):
+                st = self._container_state(name, c)
+                if st.state == "unknown":
+                    todo.append(c)
+            for c in todo:
+                self._start_container(name, c)
+            self._wait_started(name, todo)
+            if todo:
+                started[name] = todo
+        return started
