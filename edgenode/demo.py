@@ -7,38 +7,17 @@ daemon. Running it again is safe: unchanged manifests write nothing.
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from rich.console import Console
 from rich.table import Table
 
-from edgenode._ownership import KIND_RULES
+from edgenode.local import default_node_name, open_store
 from edgenode.objects import Manifest, load_manifests
-from store import Op, Revision, Store
+from store import Op, Revision
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The node's Ed25519 key, created on first use; readable by root only."""
-    if path.exists():
-        return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
-    key = Ed25519PrivateKey.generate()
-    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-    return key
-
-
-def default_node_name() -> str:
-    name = socket.gethostname().split(".")[0].lower()
-    return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name).strip("-") or "node"
 
 
 def history_table(title: str, revs: list[Revision]) -> Table:
@@ -59,16 +38,7 @@ def run(state_dir: Path, *, examples: Path = EXAMPLES, node: str | None = None) 
     out.rule("[bold]edgenode demo[/]: the versioned store")
     out.print(f"{len(manifests)} objects validated in {len(files)} files under {examples}")
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = load_or_create_key(state_dir / "node.key")
-    with Store(
-        state_dir / "store",
-        node_id=node,
-        signing_key=key,
-        rules=KIND_RULES,
-        # No operator credentials yet (they come with the mesh): the node acts for its user.
-        node_managers=(f"node:{node}", "placement", "user"),
-    ) as store:
+    with open_store(state_dir, node) as store:
         out.print(f"node [bold]{node}[/], store {state_dir / 'store'}\n")
         applied = Table(title="apply examples/", title_justify="left")
         for col in ("object", "result", "revision"):
