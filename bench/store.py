@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
-import platform
 import random
 import statistics
 import sys
@@ -61,8 +59,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
+from bench._report import Report, describe_machine, percentile, print_table  # noqa: E402
+from bench._report import machine as base_machine  # noqa: E402
 from edgenode._ownership import KIND_RULES  # noqa: E402
 from store import (  # noqa: E402
     ChangeId,
@@ -96,51 +95,11 @@ class Sizes:
 QUICK = Sizes(commits=100, changes=3_000, pods=60, batch=500, revisions=1_000, history_calls=3)
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    name: str
-    value: float
-    unit: str
-    target: str = "—"
-    met: bool | None = None
-    reference: str | None = None
-    reference_value: float | None = None
-
-
-@dataclass(slots=True)
-class Report:
-    figures: list[Figure] = field(default_factory=list)
-    values: dict[str, float] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
-
-    def add(
-        self,
-        name: str,
-        value: float,
-        unit: str,
-        *,
-        target: str = "—",
-        met: bool | None = None,
-        reference: tuple[str, float] | None = None,
-    ) -> None:
-        """A figure; its reference (name, value) goes in the JSON too."""
-        self.values[name] = value
-        ref_name, ref_value = reference if reference is not None else (None, None)
-        self.figures.append(Figure(name, value, unit, target, met, ref_name, ref_value))
-        if reference is not None:
-            self.values[reference[0]] = reference[1]
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 
 def public_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def now_ms() -> int:
@@ -519,67 +478,24 @@ def median_ms(fn: Callable[[], int], calls: int, *, expect: int) -> float:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in FsPath("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpus": os.cpu_count() or 0,
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        **base_machine(),
         "lmdb": ".".join(map(str, lmdb.version())),
         "py_lmdb": lmdb.__version__,
     }
 
 
-def fmt(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}"
-
-
-def print_table(
-    report: Report, facts: dict[str, Any], where: str, elapsed: float, *, quick: bool
-) -> None:
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=130)  # piped or captured: do not squeeze the names
+def show(report: Report, facts: dict[str, Any], where: str, elapsed: float, *, quick: bool) -> None:
     title = "edgenode store benchmark"
     if quick:
         title += " (--quick: sizes too small to judge the targets)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("figure", no_wrap=True)
-    table.add_column("value", justify="right")
-    table.add_column("unit")
-    table.add_column("target", justify="right")
-    table.add_column("met", justify="center")
-    table.add_column("reference, same run", no_wrap=True)
-    table.add_column("value ÷ ref", justify="right")
-    for f in report.figures:
-        met = "—" if f.met is None or quick else ("[green]yes[/]" if f.met else "[red]NO[/]")
-        ref, ratio = "—", "—"
-        if f.reference is not None and f.reference_value is not None:
-            ref = f"{f.reference} = {fmt(f.reference_value)}"
-            if f.reference_value > 0:
-                ratio = f"{f.value / f.reference_value:.2f}×"
-        table.add_row(f.name, fmt(f.value), f.unit, f.target, met, ref, ratio)
-    console.print(table)
-    console.print(
-        f"machine: {facts['cpus']} CPUs ({facts['cpu']}), {facts['implementation']} "
-        f"{facts['python']}, {facts['platform']}, LMDB {facts['lmdb']} (py-lmdb "
-        f"{facts['py_lmdb']}); stores under {where}",
-        highlight=False,
-    )
     sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
-    console.print(f"sizes: {sizes}; took {elapsed:.1f} s", highlight=False)
+    footer = [
+        f"machine: {describe_machine(facts)}, LMDB {facts['lmdb']} (py-lmdb "
+        f"{facts['py_lmdb']}); stores under {where}",
+        f"sizes: {sizes}; took {elapsed:.1f} s",
+    ]
+    print_table(title, report, footer, judged=not quick)
 
 
 def run(sizes: Sizes, where: str | None, seed: int) -> tuple[Report, str]:
@@ -614,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
         print(json.dumps(out))
     else:
-        print_table(report, facts, where, elapsed, quick=args.quick)
+        show(report, facts, where, elapsed, quick=args.quick)
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require
 from pyroute2 import IPRoute
 from sandboxkit import LocalImages, make_rootfs, require_runc
 
@@ -272,3 +273,13 @@ def test_a_missing_runtime_is_refused_before_anything_is_made(
     with pytest.raises(RuntimeUnavailableError, match="runtime class gvisor is unavailable"):
         node.create_pod(one("secure", IDLE, runtime_class="gvisor"))
     assert node.pods() == [] and node.ids.ranges() == {}
+
+
+def test_a_gvisor_pod_runs_under_gvisors_kernel_with_its_exit_code(node: Sandbox) -> None:
+    require("gvisor" in node.runtimes and node.runtimes["gvisor"].available, "needs runsc")
+    script = ("sh", "-c", "uname -r; id -u; exit 4")
+    node.run_pod(one("guest", script, restart_policy="never", runtime_class="gvisor"))
+    wait_for(lambda: node.state("guest").containers["main"].state == "exited")
+    assert node.state("guest").containers["main"].exit_code == 4
+    kernel, uid = log_text(node, "guest")
+    assert kernel != os.uname().release and uid == "1000"
