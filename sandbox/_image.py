@@ -10,6 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+INIT_PATH = "/.edgenode/init"
+"""Where the image store puts a small static init (tini) in every unpacked root filesystem.
+The sandbox runs a container's command under it when present, so pid 1 forwards SIGTERM to
+the command (a bare process as pid 1 ignores signals it does not handle, and every stop
+would wait out the grace period) and reaps orphaned processes."""
+
 
 @dataclass(frozen=True, slots=True)
 class ImageConfig:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sandbox._apparmor import PROFILE_NAME, profile
 from sandbox._classes import NOT_HONOURED
+from sandbox.images import find_init
 from sandbox.runtimes import Runtime, cgroup_mode, detect
 
 SECURITY_DIR = "/sys/kernel/security"
@@ -81,6 +82,18 @@ def seccomp() -> Feature:
     return Feature(True, "syscall filter applied to every container")
 
 
+def init() -> Feature:
+    found = find_init()
+    if found is None:
+        return Feature(
+            False,
+            "no static init (tini-static): a container's command runs as pid 1, ignores "
+            "SIGTERM unless it handles it, and every stop waits out the grace period; "
+            "apt-get install tini",
+        )
+    return Feature(True, f"{found} runs as pid 1, forwards signals and reaps orphans")
+
+
 def features(
     *, security_dir: str = SECURITY_DIR, runtimes: Mapping[str, Runtime] | None = None
 ) -> dict[str, Feature]:
@@ -90,6 +103,7 @@ def features(
         "seccomp": seccomp(),
         "user-namespaces": user_namespaces(),
         "cgroups": Feature(True, f"cgroups in {cgroup_mode()} mode"),
+        "init": init(),
     }
     for cls, rt in (runtimes if runtimes is not None else detect()).items():
         detail = (rt.version or "") if rt.available else (rt.reason or "unavailable")

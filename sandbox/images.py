@@ -68,7 +68,7 @@ from typing import Any
 
 import structlog
 
-from sandbox._image import ImageConfig, ImageNotFoundError, ResolvedImage
+from sandbox._image import INIT_PATH, ImageConfig, ImageNotFoundError, ResolvedImage
 from sandbox._imageref import (
     CONTAINERD_NAME,
     DIGEST_PREFIX_MIN,
@@ -418,6 +418,7 @@ class ImageStore:
                     "import it again"
                 )
             _make_harmless(tree)
+            _add_init(tree)
             os.chmod(tree, 0o755)
             # syncfs: the tree is on disk before its name says it is whole.
             synced = run_tool("sync", ["-f", str(tree)], timeout=TOOL_TIMEOUT_S)
@@ -533,6 +534,27 @@ def _make_harmless(tree: Path) -> None:
                 except OSError as exc:
                     if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
                         raise
+
+
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/sbin/tini-static")
+"""Static inits the store may add to root filesystems (Debian's tini package)."""
+
+
+def find_init() -> str | None:
+    return next((p for p in INIT_BINARIES if os.access(p, os.X_OK)), None)
+
+
+def _add_init(tree: Path) -> None:
+    """Put the node's static init at INIT_PATH in `tree` (see `sandbox._image.INIT_PATH`);
+    without one (tini not installed) containers run their command as pid 1."""
+    source = find_init()
+    if source is None:
+        log.warning("image_init_missing", hint="apt-get install tini", looked=INIT_BINARIES)
+        return
+    dest = tree / INIT_PATH.lstrip("/")
+    dest.parent.mkdir(mode=0o755, exist_ok=True)
+    shutil.copyfile(source, dest)
+    os.chmod(dest, 0o755)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -39,7 +39,7 @@ from sandbox import host
 from sandbox import logs as _logs
 from sandbox._apparmor import PROFILE_NAME
 from sandbox._classes import adapt_config, runtime_argv, supports_live_update
-from sandbox._image import ImageResolver, ResolvedImage
+from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage
 from sandbox._lifecycle import FINAL, Backoff
 from sandbox._oci import (
     DEFAULT_GID,
@@ -184,6 +184,19 @@ def process_user(c: ContainerDef, image: ResolvedImage) -> tuple[int, int]:
     return DEFAULT_UID, DEFAULT_GID
 
 
+def check_traversable(path: Path) -> None:
+    """Refuse a state directory that the pods' ids cannot reach: their ids are nobody on the
+    host, so every directory above their images must let others pass (the x bit)."""
+    for d in [path.resolve(), *path.resolve().parents]:
+        mode = d.stat().st_mode
+        if not mode & 0o001:
+            raise SandboxError(
+                f"state directory {path} is not reachable by the pods' user ids: {d} has mode "
+                f"{mode & 0o777:o}, which lets no other user pass; use a state directory "
+                f"whose parents are all traversable (chmod o+x {d}), e.g. /var/lib/edgenode"
+            )
+
+
 class Sandbox:
     """The pods of one node (see the module docstring)."""
 
@@ -215,6 +228,7 @@ class Sandbox:
             d.mkdir(parents=True, exist_ok=True)
             # Containers' mapped ids must traverse to their root filesystems; nobody may list.
             os.chmod(d, 0o711)
+        check_traversable(state_dir)
 
     # -- paths and records ------------------------------------------------------------------
 
@@ -322,6 +336,8 @@ class Sandbox:
                 f"pod {pod.name} container {name}: neither the spec (command, args) nor image "
                 f"{c.image} gives a command to run; set command in the container's spec"
             )
+        if os.path.exists(image.rootfs + INIT_PATH):
+            args = [INIT_PATH, "--", *args]
         uid, gid = (0, 0) if "run-as-root" in relax else process_user(c, image)
         spec = ContainerSpec(
             rootfs=rootfs,

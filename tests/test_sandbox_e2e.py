@@ -136,3 +136,26 @@ def test_the_image_in_status_is_the_stores_digest(node: Sandbox) -> None:
     assert isinstance(node.images, ImageStore)
     assert state.containers["main"].image_digest == node.images.resolve("busybox").digest
     node.delete_pod("digest", grace_s=0)
+
+
+def test_pid_1_is_the_init_so_a_plain_command_stops_at_sigterm(node: Sandbox) -> None:
+    (m,) = load_manifests_text(
+        textwrap.dedent(
+            """
+            kind: Pod
+            metadata: {name: plain-sleep}
+            spec:
+              terminationGracePeriodSeconds: 30
+              containers:
+                main: {image: busybox, command: [sleep, "1000"]}
+            """
+        ),
+        source="test.yaml",
+    )
+    assert isinstance(m.model, Pod)
+    node.run_pod(pod_def(m.name, m.model.spec))
+    started = time.monotonic()
+    main = node.stop_pod("plain-sleep").containers["main"]
+    assert (main.state, main.exit_code) == ("stopped", 143)  # SIGTERM, forwarded by the init
+    assert time.monotonic() - started < 10
+    node.delete_pod("plain-sleep", grace_s=0)

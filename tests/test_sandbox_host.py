@@ -38,6 +38,7 @@ def test_features_cover_every_protection_and_runtime_class(tmp_path: Path) -> No
         "seccomp",
         "user-namespaces",
         "cgroups",
+        "init",
         "runtime-runc",
         "runtime-gvisor",
     }
