@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgenode.objects.manifest import load_manifests
 from sandbox._image import ImageNotFoundError
 from sandbox.busybox import BusyboxMissingError, build_image
 from sandbox.images import Image, ImageStore, ImageStoreError, normalize_name
+from sandbox.pods import SandboxError
 from store import LocalStoreError, Store, StoreError
 
 #: Exit status when an input is invalid (nothing was applied).
@@ -109,12 +111,20 @@ def validate(files: tuple[str, ...]) -> None:
     default=None,
     help="Folder of example manifests (default: the repository's examples/).",
 )
-def demo(state_dir: Path, node: str | None, examples: Path | None) -> None:
+@click.option("--down", is_flag=True, help="Stop the demo's pods and remove its state instead.")
+def demo(state_dir: Path, node: str | None, examples: Path | None, down: bool) -> None:
     """The main job until the daemon lands: apply the examples to a node's versioned store,
-    edit a pod in place, and show its history, a diff and a rollback."""
+    run its pods in the sandbox, edit one in place, and show its history, a diff and a
+    rollback."""
+    if down:
+        for name in _demo.down(state_dir):
+            click.echo(f"pod {name} stopped and deleted")
+        shutil.rmtree(state_dir, ignore_errors=True)
+        click.echo(f"removed {state_dir}")
+        return
     try:
         _demo.run(state_dir, node=node, examples=examples or _demo.EXAMPLES)
-    except (ManifestError, StoreError) as exc:
+    except (ManifestError, StoreError, SandboxError, ImageStoreError) as exc:
         click.echo(f"edgenode demo: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
 
