@@ -20,13 +20,13 @@ edgenode, ...) so both see the same machine, after one untimed start of each kin
 Figures (the JSON keys) and their references:
 
 - ``edgenode_start_ms_p50`` / ``_p90``: wall time of ``Sandbox.run_pod`` of a one-container
-  pod, from the call until it returns, i.e. until the container's monitor (`sandbox.shim`)
+  pod, from the call until it returns, i.e. until the container's monitor (``monitor.c``)
   reports the container running. That includes everything the sandbox does for a new pod:
   resolving the image (already unpacked), allocating the pod's user-namespace id range (an
   fsynced table), creating its network namespace with loopback up, writing the bundle and
-  records, starting the monitor (a Python interpreter, detached), which runs ``runc delete
-  --force`` and ``runc run --detach``, and polling the monitor's status file. Deleting the pod
-  (``delete_pod(grace_s=0)``) is not timed. Reference ``raw_runc_start_ms_p50`` / ``_p90``:
+  records, and running the monitor, which runs ``runc run --detach`` and reports back.
+  Deleting the pod (``delete_pod(grace_s=0)``) is not timed. Reference
+  ``raw_runc_start_ms_p50`` / ``_p90``:
   wall time of ``runc run --detach --bundle B ID`` (stdin, stdout, stderr on /dev/null) from
   invocation until runc returns (the container's process has been started), where B is an
   equivalent bundle written beforehand: the ``config.json`` `sandbox._oci.runtime_config`
@@ -99,7 +99,8 @@ from sandbox._oci import DEFAULT_PIDS, ContainerSpec, PodSandbox, runtime_config
 from sandbox._spec import ContainerDef, PodDef  # noqa: E402
 from sandbox.busybox import ensure_busybox  # noqa: E402
 from sandbox.images import ImageStore  # noqa: E402
-from sandbox.pods import NETNS_DIR, Sandbox, process_args, process_user  # noqa: E402
+from sandbox.netns import NETNS_DIR  # noqa: E402
+from sandbox.pods import Sandbox, process_args, process_user  # noqa: E402
 from sandbox.runtimes import cgroup_mode, detect, require  # noqa: E402
 
 log = structlog.get_logger("bench.sandbox")
@@ -283,7 +284,7 @@ def check_running(node: Node, name: str, state: str) -> None:
         return
     cdir = node.sandbox.pods_dir / name / "containers" / CONTAINER
     said = []
-    for path in (cdir / "logs" / "container.log", cdir / "shim.err"):
+    for path in (cdir / "logs" / "container.log", cdir / "monitor.err"):
         with contextlib.suppress(OSError):
             said += path.read_text(errors="replace").splitlines()[-5:]
     raise RuntimeError(
@@ -371,7 +372,7 @@ def tree_kb(path: Path) -> float:
 def bench_memory(node: Node, sizes: Sizes, report: Report) -> None:
     names = [f"{node.prefix}idle-{i}" for i in range(sizes.pods)]
     in_memory = fs_type(node.sandbox.pods_dir) in MEMORY_FS
-    shim: list[Memory] = []
+    monitors: list[Memory] = []
     own: list[Memory] = []
     files: list[float] = []
     try:
@@ -381,7 +382,7 @@ def bench_memory(node: Node, sizes: Sizes, report: Report) -> None:
             cdir = node.sandbox.pods_dir / name / "containers" / CONTAINER
             status = json.loads((cdir / "status.json").read_text())
             check_running(node, name, status["state"])
-            shim.append(memory(int(status["shim_pid"])))
+            monitors.append(memory(int(status["monitor_pid"])))
             procs = [memory(p) for p in descendants(int(status["pid"]))]
             own.append(Memory(sum(m.pss_kb for m in procs), sum(m.private_kb for m in procs)))
             files.append(tree_kb(node.sandbox.pods_dir / name))
@@ -394,13 +395,13 @@ def bench_memory(node: Node, sizes: Sizes, report: Report) -> None:
     extra = file_kb if in_memory else 0.0
     report.add(
         "pod_overhead_kb",
-        sum(m.pss_kb for m in shim) / n + extra,
+        sum(m.pss_kb for m in monitors) / n + extra,
         "kB",
         reference=("container_pss_kb", sum(m.pss_kb for m in own) / n),
     )
     report.add(
         "pod_overhead_private_kb",
-        sum(m.private_kb for m in shim) / n + extra,
+        sum(m.private_kb for m in monitors) / n + extra,
         "kB",
         reference=("container_private_kb", sum(m.private_kb for m in own) / n),
     )
@@ -460,7 +461,8 @@ def clean_up(node: Node) -> None:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"sandbox.shim" in a for a in argv) and any(a.startswith(marker) for a in argv):
+        monitor = bool(argv) and b"edgenode-monitor" in argv[0]
+        if monitor and any(a.startswith(marker) for a in argv):
             log.warning("bench_monitor_killed", pid=int(proc.name))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)

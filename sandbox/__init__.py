@@ -5,12 +5,13 @@ Pure cores: `_oci` (the runtime config), `_relax` (relaxations and their acknowl
 policy), `_update` (what an in-place update restarts), `_spec` (what a node is asked to run),
 `_classes` (how each runtime class is invoked and what it cannot honour), `_imageref` (image
 names and OCI documents), `_apparmor` (the containers' profile), `_image` (what a pod needs
-of an image). Shells: `pods` (the pods of a node), `shim` (one monitor process per
-container), `images` and `imagesources` (the content-addressed image store and its inputs),
-`logs`, `idtable`, `runtimes`, `host`, `busybox`.
+of an image). Shells: `pods` (the pods of a node), `containers` (a container's runs and
+its record), `monitor` (builds `monitor.c`, the small C process that watches each run),
+`images` and `imagesources` (the content-addressed image store and its inputs), `logs`,
+`idtable`, `runtimes`, `host`, `busybox`.
 
-The public names below are imported on first use: the per-container monitor imports this
-package too, and must stay small and quick to start.
+The public names below are imported on first use, so importing one module of the package
+does not load them all.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sandbox._spec import ContainerDef, PodDef
+    from sandbox.containers import ContainerState
     from sandbox.host import Feature, features
     from sandbox.images import Image, ImageStore
     from sandbox.logs import LogLine
     from sandbox.pods import (
-        ContainerState,
         PodNotFoundError,
         PodState,
         Sandbox,
@@ -41,7 +42,7 @@ _EXPORTS = {
     "Image": "sandbox.images",
     "ImageStore": "sandbox.images",
     "LogLine": "sandbox.logs",
-    "ContainerState": "sandbox.pods",
+    "ContainerState": "sandbox.containers",
     "PodNotFoundError": "sandbox.pods",
     "PodState": "sandbox.pods",
     "Sandbox": "sandbox.pods",

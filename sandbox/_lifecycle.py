@@ -1,15 +1,17 @@
 """A container's lifecycle as a table: states, events, and the restart policy's decisions.
 
-Theory of operation. Every container of a pod is watched by its own monitor process (the shim,
-`sandbox.shim`), which feeds this core what it sees (the runtime started the container, the
-runtime failed to, the container exited with a code, someone asked it to stop) with an
-explicit ``now``, and asks it what to do next. The core never touches a process or a clock.
+Theory of operation. The node (`sandbox.containers`) feeds this core what it sees of each
+container (the runtime started it, the runtime failed to, it exited with a code, its monitor
+vanished, someone asked it to stop or restart) with an explicit ``now``, persists it, and
+asks it what to do next: start again now, at `next_start_at`, or never. The core never
+touches a process or a clock.
 
     created --start--> starting --started--> running --exited--> backoff --due--> starting
                                   \\--failed--> backoff    \\--exited (policy says no)--> exited
                                   \\--failed (policy never)--> exited
     any live state --stop--> stopping --exited--> stopped
     running --recycle--> restarting --exited--> starting      (restart in place, no backoff)
+    running --lost--> backoff, due at once      (its monitor vanished, e.g. a node reboot)
 
 After an exit the restart policy decides: ``always`` restarts, ``on-failure`` restarts unless
 the exit code is 0, ``never`` does not. A restart waits an exponential backoff: `initial_s`
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # kept out of the import at run time: the shim imports this module
+if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Literal
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # kept out of the import at run time: the shim imports this m
         "due",
         "stop",
         "recycle",
+        "lost",
     ]
     Policy = Literal["always", "on-failure", "never"]
 
@@ -57,17 +60,19 @@ TRANSITIONS: Mapping[State, Mapping[Event, State]] = {
         "finish": "exited",
         "stop": "stopping",
         "recycle": "restarting",
+        "lost": "backoff",
+        "gave-up": "exited",
     },
     "backoff": {"due": "starting", "stop": "stopped", "recycle": "starting"},
-    "restarting": {"exited": "starting", "stop": "stopping"},
-    "stopping": {"exited": "stopped", "failed": "stopped"},
+    "restarting": {"exited": "starting", "stop": "stopping", "lost": "starting"},
+    "stopping": {"exited": "stopped", "failed": "stopped", "lost": "stopped"},
     "exited": {"start": "starting", "stop": "stopped"},
     "stopped": {"start": "starting"},
 }
 """state -> event -> next state. ``exited`` while running is split by the restart policy into
 ``restart`` (to backoff) and ``finish`` (to exited)."""
 FINAL: frozenset[State] = frozenset({"exited", "stopped"})
-"""States the shim leaves the container in when it ends."""
+"""States in which nothing runs and nothing is due: only an explicit start leaves them."""
 
 
 class LifecycleError(RuntimeError):
@@ -92,7 +97,7 @@ def wants_restart(policy: Policy, exit_code: int) -> bool:
 
 
 class Lifecycle:
-    """One container's lifecycle; fed events with `now`, it says what the shim does next."""
+    """One container's lifecycle; fed events with `now`, it says what the node does next."""
 
     __slots__ = (
         "backoff",
@@ -121,7 +126,7 @@ class Lifecycle:
         self.next_start_at: float | None = None
         self.message: str | None = None
         self.ever_started = False
-        """Whether this container was started before (by an earlier shim, too): the next
+        """Whether this container was started before (in an earlier run of the node, too): the next
         start counts as a restart."""
 
     def _go(self, event: Event) -> None:
@@ -181,6 +186,20 @@ class Lifecycle:
         self._go("stop")
         self.next_start_at = None
         return signal_it
+
+    def lost(self, *, now: float, message: str) -> None:
+        """Its monitor vanished without reporting an exit (the node restarted, or the monitor
+        was killed): the run is over, with no exit code. Unless the policy is ``never`` it is
+        due to start again at once: nothing says it failed."""
+        if self.state == "running" and self.policy == "never":
+            self._go("gave-up")
+        else:
+            self._go("lost")
+            if self.state == "backoff":
+                self.next_start_at = now
+        self.exit_code = None
+        self.finished_at = now
+        self.message = message
 
     def recycle(self, *, now: float) -> bool:
         """Asked to restart in place: True when the running container must be stopped first;

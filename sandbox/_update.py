@@ -13,8 +13,8 @@ action per container:
 - ``create`` / ``remove``: it was added to or dropped from the pod.
 
 A change of the pod's runtime class or pod-wide relaxations recreates every container; a change
-of restart policy or grace period alone is ``reconfigure``: the running containers are told the
-new rules without a restart.
+of restart policy or grace period alone is ``reconfigure``: nothing restarts, and the node
+applies the new rules from its next decision (the policy) or stop (the grace period).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Reading a container's logs: the last lines across rotated files, and following new ones.
 
-The shim (`sandbox.shim`) writes CRI-format lines (``<time> <stream> <F|P> <text>``) to
-``container.log`` and rotates it to ``container.log.1`` .. ``.N``. `read` returns whole lines
-(partial ``P`` pieces joined) oldest first; with `follow` it keeps yielding new lines, across
-rotations, until `until()` says to stop (the daemon stops following when the container is
-finished and its file is drained, like ``kubectl logs -f``).
+A container's monitor (``monitor.c``) writes CRI-format lines
+(``<time> <stream> <F|P> <text>``) to ``container.log`` and rotates it to ``container.log.1``
+.. ``.N``. `read` returns whole lines (partial ``P`` pieces joined) oldest first; with
+`follow` it keeps yielding new lines, across rotations, until `until()` says to stop (the
+daemon stops following when the container is finished and its file is drained, like
+``kubectl logs -f``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class _Parser:
     def feed(self, raw: bytes) -> LogLine | None:
         parts = raw.rstrip(b"\n").split(b" ", 3)
         if len(parts) < 3:
-            return None  # not a line the shim wrote; skipped
+            return None  # not a line the monitor wrote; skipped
         stamp, stream, flag = (p.decode("ascii", "replace") for p in parts[:3])
         text = parts[3].decode("utf-8", "replace") if len(parts) == 4 else ""
         if flag == "P":

@@ -4,17 +4,18 @@ Theory of operation. A pod's *sandbox* is what its containers share and what sur
 restarts: its network namespace (``/run/netns/edgenode-<pod>``, loopback up; addresses and
 routes are added by the network layer), its user-namespace id range (`sandbox.idtable`), its
 hostname. A *container* is a bundle (``config.json`` from `sandbox._oci`, root filesystem from
-the image store) and a monitor process (`sandbox.shim`) that runs it with the pod's runtime
-class, applies the restart policy, keeps its logs and exit code. Everything is on disk:
+the image store), its runs (`sandbox.containers`: one small monitor process per run, from
+`monitor.c`, keeps its logs and exit code) and its lifecycle record (`sandbox._lifecycle`:
+restart policy and backoff, applied by `supervise`). Everything is on disk:
 
     <state>/pods/<pod>/pod.json                         the PodDef and the sandbox's facts
     <state>/pods/<pod>/containers/<name>/bundle/        config.json (+ rootfs if writable-root)
-    <state>/pods/<pod>/containers/<name>/shim.json      what its shim runs, and how
-    <state>/pods/<pod>/containers/<name>/status.json    written by the shim
+    <state>/pods/<pod>/containers/<name>/record.json    its lifecycle: state, restarts, backoff
+    <state>/pods/<pod>/containers/<name>/status.json    its current run, written by the monitor
     <state>/pods/<pod>/containers/<name>/logs/          container.log, container.log.1, ...
 
 so a `Sandbox` object holds no state of its own: a daemon that restarts finds its pods, their
-shims still running, and takes them over (`adopt`). The calls are synchronous (each is a few
+monitors still running, and takes them over (`adopt`). The calls are synchronous (each is a few
 runtime invocations); the daemon runs them in worker threads.
 """
 
@@ -24,23 +25,21 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, netns
-
-from sandbox import host
+from sandbox import host, netns
 from sandbox import logs as _logs
 from sandbox._apparmor import PROFILE_NAME
 from sandbox._classes import adapt_config, runtime_argv, supports_live_update
 from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage
-from sandbox._lifecycle import FINAL, Backoff
+from sandbox._lifecycle import Backoff
 from sandbox._oci import (
     DEFAULT_GID,
     DEFAULT_PIDS,
@@ -52,21 +51,14 @@ from sandbox._oci import (
 )
 from sandbox._spec import ContainerDef, PodDef
 from sandbox._update import Action, plan_update
+from sandbox.containers import Container, ContainerState, RunSettings, read_json, write_json
 from sandbox.idtable import IdTable
 from sandbox.logs import LogLine
+from sandbox.monitor import binary as monitor_binary
 from sandbox.runtimes import Runtime, detect, require
 
-NETNS_DIR = "/run/netns"
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
-START_TIMEOUT_S = 60.0
-POLL_S = 0.01
-SHIM_MAIN = (
-    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
-    "from sandbox.shim import main; sys.exit(main(sys.argv))"
-)
-"""How a shim starts: a bare interpreter (no site, no environment) importing only the shim and
-its core from this installation, which saves a third of its start time."""
 
 
 class SandboxError(RuntimeError):
@@ -75,22 +67,6 @@ class SandboxError(RuntimeError):
 
 class PodNotFoundError(SandboxError, LookupError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerState:
-    name: str
-    state: str
-    """created, starting, running, backoff, restarting, stopping, exited, stopped, or unknown
-    (its monitor is gone, e.g. after a reboot, before `adopt`)."""
-    pid: int | None
-    exit_code: int | None
-    restarts: int
-    started_at: float | None
-    finished_at: float | None
-    next_start_at: float | None
-    image_digest: str | None
-    message: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +130,6 @@ def _def_from_json(raw: Mapping[str, Any]) -> PodDef:
     )
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
-
-
 # -- building a container -------------------------------------------------------------------
 
 
@@ -209,7 +179,7 @@ class Sandbox:
         backoff: Backoff | None = None,
         log_max_bytes: int = LOG_MAX_BYTES,
         log_keep: int = LOG_KEEP,
-        python: str = sys.executable,
+        monitor: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.pods_dir = state_dir / "pods"
@@ -218,7 +188,8 @@ class Sandbox:
         self.backoff = backoff or Backoff()
         self.log_max_bytes = log_max_bytes
         self.log_keep = log_keep
-        self.python = python
+        self.monitor = monitor or monitor_binary()
+        self._lock = threading.RLock()
         self.ids = IdTable(state_dir / "sandbox" / "ids.json")
         self.arch = platform.machine()
         self.apparmor = host.apparmor().available
@@ -284,24 +255,17 @@ class Sandbox:
             record = {"def": _def_to_json(pod), "netns": ns_path, "created_at": time.time()}
             for name in pod.containers:
                 self._write_container(pod, name, resolved[name], ids=ids, ns_path=ns_path)
-            _write_json(pdir / "pod.json", record)
+            write_json(pdir / "pod.json", record)
         except Exception:
             self._remove_sandbox(pod.name, ns_path)
             raise
         return self.state(pod.name)
 
     def _make_netns(self, pod: str) -> str:
-        name = f"edgenode-{pod}"
-        path = os.path.join(NETNS_DIR, name)
-        if not os.path.exists(path):
-            netns.create(name)
-        with IPRoute(netns=name) as ipr:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
-        return path
+        return netns.create(f"edgenode-{pod}")
 
     def _remove_sandbox(self, pod: str, ns_path: str | None) -> None:
-        if ns_path is not None and os.path.exists(ns_path):
+        if ns_path is not None:
             netns.remove(os.path.basename(ns_path))
         shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
         self.ids.release(pod)
@@ -363,9 +327,8 @@ class Sandbox:
             config = adapt_config(pod.runtime_class, config)
         except ValueError as exc:  # UnsupportedConfigError too
             raise SandboxError(f"pod {pod.name} container {name}: {exc}") from None
-        _write_json(bundle / "config.json", config)
-        _write_json(cdir / "container.json", {"image_digest": image.digest, "image": c.image})
-        _write_json(cdir / "shim.json", self._shim_config(pod, name))
+        write_json(bundle / "config.json", config)
+        write_json(cdir / "container.json", {"image_digest": image.digest, "image": c.image})
 
     def _private_rootfs(self, bundle: Path, image: ResolvedImage, ids: IdRange | None) -> Path:
         """A copy of the image's files owned by the pod's ids, for a writable root."""
@@ -385,100 +348,40 @@ class Sandbox:
         marker.write_text(image.digest)
         return dest
 
-    def _shim_config(self, pod: PodDef, name: str) -> dict[str, Any]:
-        b = self.backoff
-        return {
-            "id": self.runtime_id(pod.name, name),
-            "runtime": self._argv(pod.runtime_class),
-            "bundle": str(self._cdir(pod.name, name) / "bundle"),
-            "policy": pod.restart_policy,
-            "grace_s": pod.grace_s,
-            "backoff": {"initial_s": b.initial_s, "max_s": b.max_s, "reset_s": b.reset_s},
-            "log": {"max_bytes": self.log_max_bytes, "keep": self.log_keep},
-        }
-
-    def _read_status(self, cdir: Path) -> dict[str, Any] | None:
-        try:
-            status: dict[str, Any] = json.loads((cdir / "status.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return status
-
-    @staticmethod
-    def _shim_alive(cdir: Path, status: Mapping[str, Any] | None) -> bool:
-        pid = status.get("shim_pid") if status else None
-        if not pid:
-            return False
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return any(b"sandbox.shim" in arg for arg in cmdline) and str(cdir).encode() in cmdline
-
-    def _start_container(self, pod: str, name: str) -> None:
-        cdir = self._cdir(pod, name)
-        old = self._read_status(cdir)
-        if self._shim_alive(cdir, old):
-            return
-        config = json.loads((cdir / "shim.json").read_text())
-        config.pop("restarts_before", None)
-        if old is not None and old.get("started_at") is not None:
-            config["restarts_before"] = int(old.get("restarts", 0))
-        _write_json(cdir / "shim.json", config)
-        (cdir / "status.json").unlink(missing_ok=True)
-        subprocess.run(
-            [self.python, "-I", "-S", "-c", SHIM_MAIN, str(cdir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-            timeout=30,
+    def _settings(self, pod: PodDef) -> RunSettings:
+        return RunSettings(
+            monitor=self.monitor,
+            runtime=tuple(self._argv(pod.runtime_class)),
+            policy=pod.restart_policy,
+            grace_s=pod.grace_s,
+            backoff=self.backoff,
+            log_max_bytes=self.log_max_bytes,
+            log_keep=self.log_keep,
         )
 
-    def _wait_started(self, pod: str, names: Iterable[str]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        for name in names:
-            cdir = self._cdir(pod, name)
-            while True:
-                status = self._read_status(cdir)
-                if status is not None and status["state"] not in ("created", "starting"):
-                    break
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"pod {pod} container {name}: its monitor did not report within "
-                        f"{START_TIMEOUT_S:.0f} s; see {cdir / 'shim.err'}"
-                    )
-                time.sleep(POLL_S)
+    def _container(self, pod: str, name: str) -> Container:
+        return Container(self._cdir(pod, name), self.runtime_id(pod, name), name)
 
-    def _signal_shim(self, pod: str, name: str, sig: signal.Signals) -> bool:
-        cdir = self._cdir(pod, name)
-        status = self._read_status(cdir)
-        if not self._shim_alive(cdir, status):
-            return False
-        assert status is not None
-        os.kill(int(status["shim_pid"]), sig)
-        return True
-
-    def _wait_shims_gone(self, pod: str, names: Iterable[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for name in names:
-            cdir = self._cdir(pod, name)
-            while self._shim_alive(cdir, self._read_status(cdir)):
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"pod {pod} container {name}: did not stop within {timeout:.0f} s"
-                    )
-                time.sleep(POLL_S)
+    def _names(self, pod: PodDef, containers: Iterable[str] | None) -> list[str]:
+        names = sorted(containers) if containers is not None else sorted(pod.containers)
+        unknown = set(names) - set(pod.containers)
+        if unknown:
+            raise SandboxError(
+                f"pod {pod.name} has no container {', '.join(sorted(unknown))}; it has "
+                f"{', '.join(sorted(pod.containers))}"
+            )
+        return names
 
     # -- the lifecycle ----------------------------------------------------------------------
 
     def start_pod(self, name: str, containers: Iterable[str] | None = None) -> PodState:
-        """Start the pod's containers (those given, or all) that are not running."""
+        """Start the pod's containers (those given, or all) that are not running; returns once
+        each runs or could not start (then it is in backoff, or exited under ``never``)."""
         pod = self.definition(name)
-        names = sorted(containers) if containers is not None else sorted(pod.containers)
-        for c in names:
-            self._start_container(name, c)
-        self._wait_started(name, names)
+        s = self._settings(pod)
+        with self._lock:
+            for c in self._names(pod, containers):
+                self._container(name, c).start(s, now=time.time())
         return self.state(name)
 
     def run_pod(self, pod: PodDef) -> PodState:
@@ -489,65 +392,49 @@ class Sandbox:
     def stop_pod(
         self, name: str, containers: Iterable[str] | None = None, *, grace_s: float | None = None
     ) -> PodState:
-        """Stop containers (all by default): SIGTERM, SIGKILL after the grace period. The
-        sandbox stays; `start_pod` starts them again in it."""
+        """Stop containers (all by default): SIGTERM, SIGKILL after the grace period (the
+        pod's, or a shorter `grace_s`). The sandbox stays; `start_pod` starts them again."""
         pod = self.definition(name)
-        names = sorted(containers) if containers is not None else sorted(pod.containers)
-        if grace_s is not None:
-            for c in names:
-                self._rewrite_shim(pod, c, grace_s=grace_s)
-                self._signal_shim(name, c, signal.SIGUSR1)
-        for c in names:
-            self._signal_shim(name, c, signal.SIGTERM)
-        grace = pod.grace_s if grace_s is None else grace_s
-        self._wait_shims_gone(name, names, grace + 30)
-        if grace_s is not None:
-            for c in names:
-                self._rewrite_shim(pod, c)
+        s = self._settings(pod)
+        names = self._names(pod, containers)
+        # All at once: each gets its grace period, not the sum of them.
+        with self._lock, ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            stops = [
+                pool.submit(self._container(name, c).stop, s, now=time.time(), grace_s=grace_s)
+                for c in names
+            ]
+            for f in stops:
+                f.result()
         return self.state(name)
-
-    def _rewrite_shim(self, pod: PodDef, name: str, *, grace_s: float | None = None) -> None:
-        config = self._shim_config(pod, name)
-        if grace_s is not None:
-            config["grace_s"] = grace_s
-        old = json.loads((self._cdir(pod.name, name) / "shim.json").read_text())
-        if "restarts_before" in old:
-            config["restarts_before"] = old["restarts_before"]
-        _write_json(self._cdir(pod.name, name) / "shim.json", config)
 
     def restart_pod(self, name: str, containers: Iterable[str] | None = None) -> PodState:
         """Restart containers in place: same sandbox (network namespace, address, ids)."""
         pod = self.definition(name)
-        names = sorted(containers) if containers is not None else sorted(pod.containers)
-        for c in names:
-            before = self._read_status(self._cdir(name, c))
-            if not self._signal_shim(name, c, signal.SIGHUP):
-                self._start_container(name, c)
-            self._wait_restarted(name, c, before)
+        s = self._settings(pod)
+        with self._lock:
+            for c in self._names(pod, containers):
+                self._container(name, c).restart(s, now=time.time())
         return self.state(name)
 
-    def _wait_restarted(self, pod: str, name: str, before: Mapping[str, Any] | None) -> None:
-        cdir = self._cdir(pod, name)
-        was = (before or {}).get("started_at")
-        deadline = time.monotonic() + START_TIMEOUT_S + self.definition(pod).grace_s
-        while time.monotonic() < deadline:
-            status = self._read_status(cdir)
-            if (
-                status is not None
-                and (status["started_at"] != was or status["state"] in ("backoff", *FINAL))
-                and status["state"] not in ("restarting", "starting")
-            ):
-                return
-            time.sleep(POLL_S)
-        raise SandboxError(f"pod {pod} container {name}: did not restart in time")
+    def supervise(self, *, now: float | None = None) -> dict[str, list[str]]:
+        """Apply every pod's restart policy once: start again the containers whose backoff is
+        over (or whose run was lost). The daemon calls this on container exits and
+        periodically; returns, per pod, the containers started again."""
+        started: dict[str, list[str]] = {}
+        with self._lock:
+            for name in self.pods():
+                pod = self.definition(name)
+                s = self._settings(pod)
+                for c in sorted(pod.containers):
+                    when = time.time() if now is None else now
+                    if self._container(name, c).supervise(s, now=when):
+                        started.setdefault(name, []).append(c)
+        return started
 
     def kill(self, name: str, container: str, sig: str = "KILL") -> None:
         """Send a signal to a container's processes (its restart policy then applies)."""
         pod = self.definition(name)
-        if container not in pod.containers:
-            raise SandboxError(
-                f"pod {name} has no container {container}; it has {', '.join(pod.containers)}"
-            )
+        self._names(pod, [container])
         self._runtime(
             pod,
             container,
@@ -575,14 +462,14 @@ class Sandbox:
         changes are applied live where the runtime can (see `sandbox._update`)."""
         record = self._record(new.name)
         old = _def_from_json(record["def"])
-        live = supports_live_update(new.runtime_class) and old.runtime_class == new.runtime_class
-        plan = plan_update(old, new, live_resize=live)
         if (new.relaxations ^ old.relaxations) & {"host-network", "no-user-namespace"}:
             raise SandboxError(
                 f"pod {new.name}: host-network and no-user-namespace change the pod's sandbox; "
                 "delete the pod and create it again to change them"
             )
-        self._argv(new.runtime_class)
+        live = supports_live_update(new.runtime_class) and old.runtime_class == new.runtime_class
+        plan = plan_update(old, new, live_resize=live)
+        s = self._settings(new)
         resolved = {
             n: self.images.resolve(new.containers[n].image)
             for n, a in plan.items()
@@ -591,26 +478,22 @@ class Sandbox:
         ids = self._ids_of(new.name)
         ns_path = record.get("netns")
         changing = [n for n, a in plan.items() if a in ("recreate", "remove")]
-        if changing:
-            self.stop_pod(new.name, changing)
-        for n, action in plan.items():
-            if action == "remove":
-                shutil.rmtree(self._cdir(new.name, n), ignore_errors=True)
-            elif action in ("create", "recreate", "resize"):
-                self._write_container(new, n, resolved[n], ids=ids, ns_path=ns_path)
-            else:
-                self._rewrite_shim(new, n)
-        record["def"] = _def_to_json(new)
-        _write_json(self._pod_dir(new.name) / "pod.json", record)
-        for n, action in plan.items():
-            if action == "resize":
-                self._resize(new, n)
-            if action in ("resize", "reconfigure"):
-                self._signal_shim(new.name, n, signal.SIGUSR1)
-        started = [n for n, a in plan.items() if a in ("create", "recreate")]
-        for n in started:
-            self._start_container(new.name, n)
-        self._wait_started(new.name, started)
+        with self._lock:
+            if changing:
+                self.stop_pod(new.name, changing)
+            for n, action in plan.items():
+                if action == "remove":
+                    shutil.rmtree(self._cdir(new.name, n), ignore_errors=True)
+                elif action in ("create", "recreate", "resize"):
+                    self._write_container(new, n, resolved[n], ids=ids, ns_path=ns_path)
+            record["def"] = _def_to_json(new)
+            write_json(self._pod_dir(new.name) / "pod.json", record)
+            for n, action in plan.items():
+                if action == "resize":
+                    self._resize(new, n)
+                if action in ("create", "recreate"):
+                    self._container(new.name, n).start(s, now=time.time())
+        # A new restart policy or grace period applies from the next decision or run.
         return UpdateResult(plan, self.state(new.name))
 
     def _resize(self, pod: PodDef, name: str) -> None:
@@ -624,8 +507,8 @@ class Sandbox:
             args += ["--cpu-quota", str(cpu["quota"]), "--cpu-period", str(cpu["period"])]
         if c.pids is not None:
             args += ["--pids-limit", str(c.pids)]
-        status = self._read_status(self._cdir(pod.name, name))
-        if not args or status is None or status.get("state") != "running":
+        running = self._container(pod.name, name).state(self._settings(pod), None).state
+        if not args or running != "running":
             return  # the new config.json applies when it next starts
         self._runtime(
             pod,
@@ -665,8 +548,10 @@ class Sandbox:
         if container not in known:
             raise SandboxError(f"pod {pod} has no container {container}; it has {', '.join(known)}")
 
+        runner, s = self._container(pod, container), self._settings(self.definition(pod))
+
         def finished() -> bool:
-            return self._container_state(pod, container).state in (*FINAL, "unknown")
+            return runner.finished(s)
 
         return _logs.read(self.log_dir(pod, container), tail=tail, follow=follow, until=finished)
 
@@ -680,52 +565,19 @@ class Sandbox:
             inode = os.stat(ns_path).st_ino if ns_path else None
         except FileNotFoundError:
             inode = None
-        containers = {c: self._container_state(name, c) for c in sorted(pod.containers)}
+        s = self._settings(pod)
+        containers = {}
+        for c in sorted(pod.containers):
+            info = read_json(self._cdir(name, c) / "container.json") or {}
+            containers[c] = self._container(name, c).state(s, info.get("image_digest"))
         return PodState(name, ns_path, inode, self._ids_of(name), pod.runtime_class, containers)
 
-    def _container_state(self, pod: str, name: str) -> ContainerState:
-        cdir = self._cdir(pod, name)
-        status = self._read_status(cdir)
-        try:
-            digest = json.loads((cdir / "container.json").read_text())["image_digest"]
-        except (FileNotFoundError, ValueError, KeyError):
-            digest = None
-        if status is None:
-            return ContainerState(name, "created", None, None, 0, None, None, None, digest, None)
-        state = status["state"]
-        if state not in FINAL and not self._shim_alive(cdir, status):
-            state = "unknown"
-        return ContainerState(
-            name,
-            state,
-            status["pid"] if state not in FINAL else None,
-            status["exit_code"],
-            status["restarts"],
-            status["started_at"],
-            status["finished_at"],
-            status["next_start_at"],
-            digest,
-            status["message"],
-        )
-
     def adopt(self) -> dict[str, list[str]]:
-        """After the daemon or the node restarts: recreate missing network namespaces and start
-        the containers whose monitor is gone but which should run. Returns, per pod, the
-        containers started again."""
-        started: dict[str, list[str]] = {}
+        """After the daemon or the node restarts: recreate missing network namespaces, then
+        apply the restart policies (runs whose monitor vanished with the node start again).
+        Returns, per pod, the containers started again."""
         for name in self.pods():
             record = self._record(name)
-            pod = _def_from_json(record["def"])
             if record.get("netns") and not os.path.exists(record["netns"]):
                 self._make_netns(name)
-            todo = []
-            for c in sorted(pod.containers):
-                st = self._container_state(name, c)
-                if st.state == "unknown":
-                    todo.append(c)
-            for c in todo:
-                self._start_container(name, c)
-            self._wait_started(name, todo)
-            if todo:
-                started[name] = todo
-        return started
+        return self.supervise()

@@ -141,3 +141,13 @@ def test_update_plan_reconfigures_on_policy_change_and_recreates_on_runtime_chan
     assert plan_update(old, policy, live_resize=True) == {"web": "reconfigure"}
     gvisor = PodDef(name="p", containers={"web": WEB}, runtime_class="gvisor")
     assert plan_update(old, gvisor, live_resize=True) == {"web": "recreate"}
+
+
+def test_a_lost_run_is_due_again_at_once_unless_the_policy_is_never() -> None:
+    life = running("always")
+    life.lost(now=3.0, message="monitor gone")
+    assert (life.state, life.next_start_at, life.exit_code) == ("backoff", 3.0, None)
+    assert life.due(now=3.0)
+    never = running("never")
+    never.lost(now=3.0, message="monitor gone")
+    assert never.state == "exited" and never.message == "monitor gone"

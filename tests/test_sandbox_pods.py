@@ -8,20 +8,21 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import require
 from pyroute2 import IPRoute
 from sandboxkit import LocalImages, make_rootfs, require_runc
 
 from sandbox import logs
 from sandbox._lifecycle import Backoff
 from sandbox._spec import ContainerDef, PodDef
-from sandbox.pods import PodNotFoundError, PodState, Sandbox
-from sandbox.runtimes import Runtime, RuntimeUnavailableError, detect
+from sandbox.pods import PodNotFoundError, PodState, Sandbox, SandboxError
+from sandbox.runtimes import Runtime, RuntimeUnavailableError
 
 FAST = Backoff(initial_s=0.2, max_s=1.0, reset_s=600.0)
 IDLE = ("sh", "-c", "trap 'exit 0' TERM; echo started; sleep 1000 & wait")
@@ -40,12 +41,31 @@ def images() -> Iterator[LocalImages]:
         shutil.rmtree(root)
 
 
+@contextmanager
+def supervised(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The node's supervision, as the daemon will run it: the restart policy every 50 ms."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(0.05):
+            sandbox.supervise()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield sandbox
+    finally:
+        done.set()
+        thread.join()
+
+
 @pytest.fixture
 def node(images: LocalImages) -> Iterator[Sandbox]:
     state = Path(tempfile.mkdtemp(prefix="edgenode-test-node-"))
     sandbox = Sandbox(state, images, backoff=FAST)
     try:
-        yield sandbox
+        with supervised(sandbox):
+            yield sandbox
     finally:
         for name in sandbox.pods():
             sandbox.delete_pod(name, grace_s=0)
@@ -245,41 +265,55 @@ def test_follow_yields_lines_as_they_come_until_the_container_ends(node: Sandbox
 
 
 def test_a_new_daemon_adopts_running_pods_and_restarts_lost_ones(
-    node: Sandbox, images: LocalImages
+    images: LocalImages,
 ) -> None:
-    first = node.run_pod(one("kept", IDLE)).containers["main"]
-    # A daemon restart: a new Sandbox over the same state sees the same running container.
-    again = Sandbox(node.state_dir, images, backoff=FAST)
-    assert again.state("kept").containers["main"].pid == first.pid
-    assert again.adopt() == {}
-    # A crash of its monitor and container (as after a reboot): reported, then restarted.
-    status = json.loads(
-        (node.pods_dir / "kept" / "containers" / "main" / "status.json").read_text()
-    )
-    os.kill(status["shim_pid"], signal.SIGKILL)
-    assert first.pid is not None
-    os.kill(first.pid, signal.SIGKILL)
-    wait_for(lambda: again.state("kept").containers["main"].state == "unknown")
-    assert again.adopt() == {"kept": ["main"]}
-    assert again.state("kept").containers["main"].state == "running"
+    state_dir = Path(tempfile.mkdtemp(prefix="edgenode-test-node-"))
+    node = Sandbox(state_dir, images, backoff=FAST)  # no supervision: the daemon is "down"
+    try:
+        first = node.run_pod(one("kept", IDLE)).containers["main"]
+        # A daemon restart: a new Sandbox over the same state sees the same running container.
+        again = Sandbox(state_dir, images, backoff=FAST)
+        assert again.state("kept").containers["main"].pid == first.pid
+        assert again.adopt() == {}
+        # A loss of its monitor and container (as in a reboot): seen, then started again.
+        status = json.loads((node.log_dir("kept", "main").parent / "status.json").read_text())
+        os.kill(status["monitor_pid"], signal.SIGKILL)
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        wait_for(lambda: again.state("kept").containers["main"].state == "backoff")
+        lost = again.state("kept").containers["main"]
+        assert lost.message is not None
+        assert "monitor ended without reporting an exit" in lost.message
+        assert again.adopt() == {"kept": ["main"]}
+        back = again.state("kept").containers["main"]
+        assert back.state == "running" and back.restarts == 1 and back.pid != first.pid
+    finally:
+        for name in node.pods():
+            node.delete_pod(name, grace_s=0)
+        shutil.rmtree(state_dir)
 
 
-def test_a_missing_runtime_is_refused_before_anything_is_made(
+def test_a_missing_runtime_is_refused_before_anything_is_made(node: Sandbox) -> None:
+    runtimes = dict(node.runtimes)
+    runtimes["gvisor"] = Runtime("gvisor", None, None, False, "runsc is not installed: ...")
+    lacking = Sandbox(node.state_dir, node.images, runtimes=runtimes)
+    with pytest.raises(RuntimeUnavailableError, match="runtime class gvisor is unavailable"):
+        lacking.create_pod(one("secure", IDLE, runtime_class="gvisor"))
+    assert lacking.pods() == [] and lacking.ids.ranges() == {}
+
+
+def test_a_state_directory_the_pods_cannot_reach_is_refused(
     images: LocalImages, tmp_path: Path
 ) -> None:
-    runtimes = dict(detect())
-    runtimes["gvisor"] = Runtime("gvisor", None, None, False, "runsc is not installed: ...")
-    node = Sandbox(tmp_path, images, runtimes=runtimes)
-    with pytest.raises(RuntimeUnavailableError, match="runtime class gvisor is unavailable"):
-        node.create_pod(one("secure", IDLE, runtime_class="gvisor"))
-    assert node.pods() == [] and node.ids.ranges() == {}
+    tmp_path.chmod(0o700)
+    with pytest.raises(SandboxError, match="not reachable by the pods' user ids"):
+        Sandbox(tmp_path / "state", images)
 
 
-def test_a_gvisor_pod_runs_under_gvisors_kernel_with_its_exit_code(node: Sandbox) -> None:
-    require("gvisor" in node.runtimes and node.runtimes["gvisor"].available, "needs runsc")
-    script = ("sh", "-c", "uname -r; id -u; exit 4")
-    node.run_pod(one("guest", script, restart_policy="never", runtime_class="gvisor"))
-    wait_for(lambda: node.state("guest").containers["main"].state == "exited")
-    assert node.state("guest").containers["main"].exit_code == 4
-    kernel, uid = log_text(node, "guest")
-    assert kernel != os.uname().release and uid == "1000"
+def test_a_line_longer_than_a_chunk_is_logged_in_pieces_and_read_whole(node: Sandbox) -> None:
+    script = "yes x | head -c 300000 | tr -d '\\n'; echo; echo after"
+    node.run_pod(one("wide", ("sh", "-c", script), restart_policy="never"))
+    wait_for(lambda: node.state("wide").containers["main"].state == "exited")
+    raw = (node.log_dir("wide", "main") / "container.log").read_text().splitlines()
+    assert [line.split(" ")[2] for line in raw] == ["P", "P", "F", "F"]
+    assert log_text(node, "wide") == ["x" * 150000, "after"]
