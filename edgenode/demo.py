@@ -10,6 +10,8 @@ pods and removes the state.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,12 +91,14 @@ def run(state_dir: Path, *, examples: Path = EXAMPLES, node: str | None = None) 
         vv = ", ".join(f"{o}: {s}" for o, s in store.version_vector().items())
         out.print(f"\nversion vector {{{vv}}}")
     out.rule("next")
+    # The command as it was run (make runs .venv/bin/edgenode), so the hints can be pasted.
+    prog = sys.argv[0] if os.path.basename(sys.argv[0]) == "edgenode" else "edgenode"
     out.print(
         "The store keeps every revision: run `make up` again and the examples stay unchanged.\n"
-        f"Try: `edgenode describe pod/web --state-dir {state_dir} --node {node}` (its sandbox "
-        "and insecure settings), `edgenode describe node/" + node + f" --state-dir {state_dir} "
+        f"Try: `{prog} describe pod/web --state-dir {state_dir} --node {node}` (its sandbox "
+        f"and insecure settings), `{prog} describe node/{node} --state-dir {state_dir} "
         f"--node {node}` (what the sandbox has and lacks), edit a manifest under examples/ and "
-        "run `make up` again; `edgenode validate -f FILE` checks a manifest.\n"
+        f"run `make up` again; `{prog} validate -f FILE` checks a manifest.\n"
         "The node daemon and the mesh follow; `make down` stops the pods and removes this state."
     )
 

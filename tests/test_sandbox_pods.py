@@ -204,10 +204,27 @@ def two(web_env: dict[str, str], memory: int = 64 << 20) -> PodDef:
     )
 
 
-def memory_limit(pid: int) -> int:
+def cgroup_value(pid: int, controller: str, name: str) -> str:
+    """A cgroup v1 file of the process's cgroup (this node's cgroups are hybrid)."""
     lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    path = next(x.split(":", 2)[2] for x in lines if ":memory:" in x)
-    return int(Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text())
+    path = next(x.split(":", 2)[2] for x in lines if x.split(":")[1] == controller)
+    return Path(f"/sys/fs/cgroup/{controller}{path}/{name}").read_text().strip()
+
+
+def memory_limit(pid: int) -> int:
+    return int(cgroup_value(pid, "memory", "memory.limit_in_bytes"))
+
+
+def test_memory_cpu_and_pids_limits_are_enforced_by_the_cgroup(node: Sandbox) -> None:
+    limited = ContainerDef(
+        image="busybox", command=IDLE, memory_bytes=48 << 20, cpu_millis=250, pids=64
+    )
+    pid = node.run_pod(PodDef(name="limited", containers={"main": limited})).containers["main"].pid
+    assert pid is not None
+    assert memory_limit(pid) == 48 << 20
+    assert cgroup_value(pid, "cpu", "cpu.cfs_quota_us") == "25000"
+    assert cgroup_value(pid, "cpu", "cpu.cfs_period_us") == "100000"
+    assert cgroup_value(pid, "pids", "pids.max") == "64"
 
 
 def test_in_place_update_restarts_only_the_changed_container(node: Sandbox) -> None:
