@@ -239,6 +239,10 @@ class Sandbox:
     def create_pod(self, pod: PodDef) -> PodState:
         """Make the pod's sandbox and its containers' bundles; nothing runs yet. Refused if
         the pod exists (use `update_pod`)."""
+        with self._lock:
+            return self._create_pod(pod)
+
+    def _create_pod(self, pod: PodDef) -> PodState:
         if (self._pod_dir(pod.name) / "pod.json").exists():
             raise SandboxError(f"pod {pod.name} already exists on this node; update it instead")
         self._argv(pod.runtime_class)  # a missing runtime is refused before anything is made
@@ -256,7 +260,7 @@ class Sandbox:
             for name in pod.containers:
                 self._write_container(pod, name, resolved[name], ids=ids, ns_path=ns_path)
             write_json(pdir / "pod.json", record)
-        except Exception:
+        except BaseException:  # Ctrl-C too: nothing half-made may stay behind
             self._remove_sandbox(pod.name, ns_path)
             raise
         return self.state(pod.name)
@@ -423,7 +427,10 @@ class Sandbox:
         started: dict[str, list[str]] = {}
         with self._lock:
             for name in self.pods():
-                pod = self.definition(name)
+                try:
+                    pod = self.definition(name)
+                except PodNotFoundError:
+                    continue  # deleted by another process since it was listed
                 s = self._settings(pod)
                 for c in sorted(pod.containers):
                     when = time.time() if now is None else now
@@ -444,18 +451,19 @@ class Sandbox:
 
     def delete_pod(self, name: str, *, grace_s: float | None = None) -> None:
         """Stop every container and remove the pod's sandbox, id range and files."""
-        record = self._record(name)
-        pod = _def_from_json(record["def"])
-        self.stop_pod(name, grace_s=grace_s)
-        argv = self._argv(pod.runtime_class)
-        for c in pod.containers:
-            subprocess.run(
-                [*argv, "delete", "--force", self.runtime_id(name, c)],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        self._remove_sandbox(name, record.get("netns"))
+        with self._lock:
+            record = self._record(name)
+            pod = _def_from_json(record["def"])
+            self.stop_pod(name, grace_s=grace_s)
+            argv = self._argv(pod.runtime_class)
+            for c in pod.containers:
+                subprocess.run(
+                    [*argv, "delete", "--force", self.runtime_id(name, c)],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            self._remove_sandbox(name, record.get("netns"))
 
     def update_pod(self, new: PodDef) -> UpdateResult:
         """Change a pod in place: only containers whose definition changed restart; resource
