@@ -18,6 +18,7 @@ acknowledged survives SIGKILL and power loss.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import attrgetter
@@ -107,6 +108,7 @@ class Store:
         self.clock = HybridClock(config=hlc or HlcConfig())
         self.registry = KeyRegistry()
         self._cache = StateCache(state_cache)
+        self._write_lock = threading.Lock()
         self._env = lmdb.open(
             str(self.path), map_size=map_size, max_dbs=8, subdir=True, sync=True, metasync=True
         )

@@ -87,11 +87,25 @@ class WriteTxn:
         self._txn: Any = None
 
     def __enter__(self) -> Any:
-        self._txn = self._store._env.begin(write=True)
-        self._store._cache.begin(self._txn)
+        # LMDB lets one write transaction run at a time, but the cache's bookkeeping happens
+        # after commit, outside LMDB's writer lock: threads of one process (the daemon's API
+        # and its reconciler) take this lock for the whole transaction, bookkeeping included.
+        self._store._write_lock.acquire()
+        try:
+            self._txn = self._store._env.begin(write=True)
+            self._store._cache.begin(self._txn)
+        except BaseException:
+            self._store._write_lock.release()
+            raise
         return self._txn
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        try:
+            self._finish(exc_type)
+        finally:
+            self._store._write_lock.release()
+
+    def _finish(self, exc_type: type[BaseException] | None) -> None:
         cache = self._store._cache
         if exc_type is not None:
             cache.dropped()

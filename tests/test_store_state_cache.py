@@ -3,10 +3,12 @@ same file makes it start over."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import msgpack
@@ -135,3 +137,33 @@ def test_a_write_by_another_process_is_folded_in_not_overwritten(tmp_path: Path)
         assert state is not None
         assert state.revision == 3
         assert state.fields[("spec", "replicas")] == 3 and state.fields[IMAGE] == "v2"
+
+
+def test_threads_writing_at_once_keep_the_cache_true_to_the_file(tmp_path: Path) -> None:
+    """The daemon's API and its reconciler write from different threads; a refused write in one
+    must never leave its half-folded state in the cache the other then commits on."""
+    path = tmp_path / "s"
+    with open_store(path, "n1") as store:
+        for name in ("a", "b"):
+            store.commit("Pod", name, [Op("new", ()), Op("set", IMAGE, "v0")], manager="user")
+
+        def edits(name: str) -> None:
+            for i in range(150):
+                store.commit("Pod", name, [Op("set", IMAGE, f"v{i}")], manager="user")
+                with contextlib.suppress(OwnershipError):  # refused after counting a revision
+                    store.commit("Pod", name, [Op("set", ("status", "x"), i)], manager="user")
+
+        threads = [threading.Thread(target=edits, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cached = {n: store.get_state("Pod", n) for n in ("a", "b")}
+        after = store.commit("Pod", "a", [Op("set", IMAGE, "last")], manager="user")
+        assert after.revision == 152
+    with open_store(path, "n1") as reopened:  # what the file says, decoded afresh
+        for name, state in cached.items():
+            fresh = reopened.get_state("Pod", name)
+            assert state is not None and fresh is not None
+            assert state.revision == 151 and ("status", "x") not in fresh.writers
+        assert reopened.get_state("Pod", "a").revision == 152  # type: ignore[union-attr]
