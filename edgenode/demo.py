@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgenode.local import default_node_name, open_store
-from edgenode.objects import Manifest, Pod, load_manifests, parse_document
-from edgenode.podspec import pod_def
+from edgenode.objects import Manifest, load_manifests
+from edgenode.podspec import pod_def, stored_pod
 from sandbox.busybox import ensure_busybox
 from sandbox.host import features
 from sandbox.images import ImageStore
@@ -147,14 +146,6 @@ def sync_pods(store: Store, sandbox: Sandbox, node: str) -> dict[str, str | None
                 sandbox.run_pod(definition)
             waiting[name] = None
     return waiting
-
-
-def stored_pod(doc: Mapping[str, Any]) -> Pod:
-    """The Pod model of a stored document (its revision is the store's, not the spec's)."""
-    meta = {k: v for k, v in doc.get("metadata", {}).items() if k != "revision"}
-    model = parse_document({**doc, "metadata": meta}, source="store", allow_status=True).model
-    assert isinstance(model, Pod)
-    return model
 
 
 def pods_table(pods: dict[str, str | None], sandbox: Sandbox) -> Table:

@@ -1,4 +1,10 @@
-"""The `edgenode` command."""
+"""The verbs that work on a node's state directly, without its daemon.
+
+`validate` and `demo` never need a daemon; `apply`, `describe` and the `image` verbs run here
+when given ``--state-dir`` (a node being prepared, or whose daemon is stopped), and through the
+daemon otherwise (`edgenode.verbs`). Imported only when such a verb runs: it loads the object
+model, the store and the sandbox, which the client path avoids.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edgenode import __version__, local
 from edgenode import demo as _demo
+from edgenode import local
 from edgenode._confirm import Unconfirmed, parse_confirmations, unconfirmed
 from edgenode.objects import FieldProblem, Manifest, ManifestError, duplicate_problems
 from edgenode.objects.manifest import load_manifests
@@ -43,10 +49,9 @@ _manifest_files = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="edgenode")
+@click.group()
 def cli() -> None:
-    """edgenode: a container orchestrator for the edge, with no control plane."""
+    """The offline verbs (mounted into `edgenode.cli`'s group one by one)."""
 
 
 @cli.command()
@@ -466,7 +471,7 @@ def describe(ref: str, state_dir: Path, node: str | None) -> None:
         except local.UnknownObjectError as exc:
             click.echo(f"edgenode describe: {exc}", err=True)
             raise SystemExit(EXIT_INVALID) from None
-    _print_description(Console(highlight=False, soft_wrap=True), description)
+    render_description(Console(highlight=False, soft_wrap=True), description)
 
 
 def _yaml_block(value: object) -> str:
@@ -481,7 +486,7 @@ def _pairs(title: str, values: dict[str, str]) -> str:
     return f"{title:<13}" + ("\n" + " " * 13).join(lines)
 
 
-def _print_description(out: Console, d: local.Description) -> None:
+def render_description(out: Console, d: local.Description) -> None:
     out.print(f"{'Kind:':<13}{d.kind}", markup=False)
     out.print(f"{'Name:':<13}{d.name}", markup=False)
     out.print(f"{'Revision:':<13}{d.revision}", markup=False)
@@ -542,7 +547,3 @@ def _print_sandbox(out: Console, features: tuple[local.Feature, ...]) -> None:
         if f.detail:
             line.append(f" — {f.detail}")
         out.print(line)
-
-
-def main() -> None:
-    cli()

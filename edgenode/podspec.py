@@ -13,13 +13,18 @@ instead of becoming a sandbox definition.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from edgenode.objects import (
     Container,
     ObjectError,
+    Pod,
     PodSpec,
     container_relaxations,
     cpu_millis,
     memory_bytes,
+    parse_document,
     pod_relaxations,
     pod_spec_problems,
 )
@@ -94,3 +99,13 @@ def pod_def(name: str, spec: PodSpec) -> PodDef:
         runtime_class=spec.runtime_class,
         relaxations=pod_relaxations(spec),
     )
+
+
+def stored_pod(doc: Mapping[str, Any]) -> Pod:
+    """The Pod model of a stored document: its revision (the store's) and its assignment (the
+    placement's) are not part of what a user writes, so they are left out."""
+    meta = {k: v for k, v in doc.get("metadata", {}).items() if k != "revision"}
+    body = {k: v for k, v in doc.items() if k != "assignment"}
+    model = parse_document({**body, "metadata": meta}, source="store", allow_status=True).model
+    assert isinstance(model, Pod)
+    return model

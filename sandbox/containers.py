@@ -12,21 +12,24 @@ in one record with its reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox._lifecycle import FINAL, Backoff, Lifecycle
 
 if TYPE_CHECKING:
     from sandbox._lifecycle import Policy
 
+T = TypeVar("T")
 START_TIMEOUT_S = 120.0
 POLL_S = 0.005
 LOST = "its monitor ended without reporting an exit (the node restarted, or it was killed)"
@@ -91,6 +94,26 @@ _FIELDS = (
 )
 
 
+_locks: dict[str, threading.RLock] = {}
+_locks_lock = threading.Lock()
+
+
+def _lock_for(directory: Path) -> threading.RLock:
+    """One lock per container directory in this process: a record is read, changed and
+    written by one thread at a time (the daemon observes while a workflow starts)."""
+    with _locks_lock:
+        return _locks.setdefault(str(directory), threading.RLock())
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: Container, *args: Any, **kwargs: Any) -> T:
+        with _lock_for(self.dir):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Container:
     """The runs of the container whose files are in `directory`."""
 
@@ -129,6 +152,7 @@ class Container:
             and cmdline[2] == (self.id.encode())
         )
 
+    @_locked
     def refresh(self, s: RunSettings, *, now: float) -> Lifecycle:
         """The record, with the end of a run its monitor reported (or a vanished monitor)
         folded in, and saved."""
@@ -138,6 +162,9 @@ class Container:
         status = self.status()
         if status is not None and self.monitor_alive(status):
             return life
+        # Read again now that it is gone: it writes its last status before it exits, and the
+        # read above may be from just before that.
+        status = self.status()
         if status is not None and status.get("state") == "exited":
             life.exited(now=status.get("finished_at") or now, exit_code=status["exit_code"])
         else:
@@ -154,6 +181,7 @@ class Container:
 
     # -- runs --------------------------------------------------------------------------------
 
+    @_locked
     def start(self, s: RunSettings, *, now: float) -> Lifecycle:
         """Start a run now (after a backoff too: an explicit start does not wait for it)."""
         life = self.refresh(s, now=now)
@@ -203,6 +231,7 @@ class Container:
                 raise TimeoutError(f"container {self.name} did not stop within {timeout:.0f} s")
             time.sleep(POLL_S)
 
+    @_locked
     def stop(self, s: RunSettings, *, now: float, grace_s: float | None = None) -> Lifecycle:
         """Stop it for good (until started): SIGTERM, SIGKILL after the grace period (the
         pod's, or `grace_s`). A pending restart is cancelled."""
@@ -223,6 +252,7 @@ class Container:
         self.save(life)
         return life
 
+    @_locked
     def restart(self, s: RunSettings, *, now: float) -> Lifecycle:
         """Restart in place at once: stopped the usual way, started again, no backoff."""
         life = self.refresh(s, now=now)
@@ -236,6 +266,7 @@ class Container:
                 self.save(life)
         return self.start(s, now=time.time())
 
+    @_locked
     def supervise(self, s: RunSettings, *, now: float) -> str | None:
         """Apply the restart policy: start it again if its backoff is over. What was done."""
         life = self.refresh(s, now=now)

@@ -236,13 +236,25 @@ class Sandbox:
 
     # -- the sandbox ------------------------------------------------------------------------
 
-    def create_pod(self, pod: PodDef) -> PodState:
+    def create_pod(self, pod: PodDef, *, meta: Mapping[str, Any] | None = None) -> PodState:
         """Make the pod's sandbox and its containers' bundles; nothing runs yet. Refused if
-        the pod exists (use `update_pod`)."""
+        the pod exists (use `update_pod`). `meta`: the caller's notes, kept with the pod
+        (the daemon records which revision of the object it applied)."""
         with self._lock:
-            return self._create_pod(pod)
+            return self._create_pod(pod, dict(meta or {}))
 
-    def _create_pod(self, pod: PodDef) -> PodState:
+    def meta(self, name: str) -> dict[str, Any]:
+        meta: dict[str, Any] = self._record(name).get("meta", {})
+        return meta
+
+    def set_meta(self, name: str, meta: Mapping[str, Any]) -> None:
+        """Replace the caller's notes about pod `name` (nothing runs or restarts)."""
+        with self._lock:
+            record = self._record(name)
+            record["meta"] = dict(meta)
+            write_json(self._pod_dir(name) / "pod.json", record)
+
+    def _create_pod(self, pod: PodDef, meta: dict[str, Any]) -> PodState:
         if (self._pod_dir(pod.name) / "pod.json").exists():
             raise SandboxError(f"pod {pod.name} already exists on this node; update it instead")
         self._argv(pod.runtime_class)  # a missing runtime is refused before anything is made
@@ -256,7 +268,12 @@ class Sandbox:
             os.chmod(pdir / "containers", 0o711)
             if "host-network" not in pod.relaxations:
                 ns_path = self._make_netns(pod.name)
-            record = {"def": _def_to_json(pod), "netns": ns_path, "created_at": time.time()}
+            record = {
+                "def": _def_to_json(pod),
+                "netns": ns_path,
+                "created_at": time.time(),
+                "meta": meta,
+            }
             for name in pod.containers:
                 self._write_container(pod, name, resolved[name], ids=ids, ns_path=ns_path)
             write_json(pdir / "pod.json", record)
@@ -388,9 +405,9 @@ class Sandbox:
                 self._container(name, c).start(s, now=time.time())
         return self.state(name)
 
-    def run_pod(self, pod: PodDef) -> PodState:
+    def run_pod(self, pod: PodDef, *, meta: Mapping[str, Any] | None = None) -> PodState:
         """Create the pod and start every container."""
-        self.create_pod(pod)
+        self.create_pod(pod, meta=meta)
         return self.start_pod(pod.name)
 
     def stop_pod(
@@ -465,7 +482,7 @@ class Sandbox:
                 )
             self._remove_sandbox(name, record.get("netns"))
 
-    def update_pod(self, new: PodDef) -> UpdateResult:
+    def update_pod(self, new: PodDef, *, meta: Mapping[str, Any] | None = None) -> UpdateResult:
         """Change a pod in place: only containers whose definition changed restart; resource
         changes are applied live where the runtime can (see `sandbox._update`)."""
         record = self._record(new.name)
@@ -495,6 +512,8 @@ class Sandbox:
                 elif action in ("create", "recreate", "resize"):
                     self._write_container(new, n, resolved[n], ids=ids, ns_path=ns_path)
             record["def"] = _def_to_json(new)
+            if meta is not None:
+                record["meta"] = dict(meta)
             write_json(self._pod_dir(new.name) / "pod.json", record)
             for n, action in plan.items():
                 if action == "resize":
@@ -580,12 +599,12 @@ class Sandbox:
             containers[c] = self._container(name, c).state(s, info.get("image_digest"))
         return PodState(name, ns_path, inode, self._ids_of(name), pod.runtime_class, containers)
 
-    def adopt(self) -> dict[str, list[str]]:
+    def adopt(self, *, restart: bool = True) -> dict[str, list[str]]:
         """After the daemon or the node restarts: recreate missing network namespaces, then
-        apply the restart policies (runs whose monitor vanished with the node start again).
-        Returns, per pod, the containers started again."""
+        (with `restart`) apply the restart policies, so runs whose monitor vanished with the
+        node start again. Returns, per pod, the containers started again."""
         for name in self.pods():
             record = self._record(name)
             if record.get("netns") and not os.path.exists(record["netns"]):
                 self._make_netns(name)
-        return self.supervise()
+        return self.supervise() if restart else {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from edgenode import cli as cli_module
 from edgenode import local
+from edgenode import offline as cli_module
 from edgenode.cli import cli
 from sandbox._relax import RELAXATIONS
 

@@ -301,4 +301,4 @@ def test_podspec_is_pure() -> None:
         if isinstance(node, ast.Import)
         for a in node.names
     }
-    assert modules <= {"__future__", "edgenode", "sandbox"}
+    assert modules <= {"__future__", "collections", "typing", "edgenode", "sandbox"}

@@ -494,28 +494,29 @@ def test_two_imports_at_once_both_land(built: Built) -> None:
 
 def test_image_verbs_import_list_remove_and_build(built: Built) -> None:
     state = built.store().root.parent
-    runner = CliRunner(env={"EDGENODE_STATE_DIR": str(state)})
+    runner = CliRunner()
+    at = ["--state-dir", str(state)]  # offline: on the state directory, without a daemon
 
-    done = runner.invoke(cli, ["image", "import", str(built.docker_archive)])
+    done = runner.invoke(cli, ["image", "import", str(built.docker_archive), *at])
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith("imported busybox:1.36  sha256:")
-    done = runner.invoke(cli, ["image", "build-busybox"])
+    done = runner.invoke(cli, ["image", "build-busybox", *at])
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith(f"built busybox:latest  {built.image.digest}")
 
-    table = runner.invoke(cli, ["image", "ls"]).stdout.splitlines()
+    table = runner.invoke(cli, ["image", "ls", *at]).stdout.splitlines()
     assert table[0].split() == ["NAME", "DIGEST", "SIZE", "CREATED"]
     row = next(line.split() for line in table if line.startswith("busybox:latest"))
     assert row[1] == built.image.digest[7:19]
     assert row[3] in ("KiB", "MiB")
 
-    listed = json.loads(runner.invoke(cli, ["image", "ls", "-o", "json"]).stdout)
+    listed = json.loads(runner.invoke(cli, ["image", "ls", "-o", "json", *at]).stdout)
     assert {n for i in listed for n in i["names"]} == {"busybox:1.36", "busybox:latest"}
     assert all(i["config"]["cmd"] == ["/bin/sh"] for i in listed)
 
-    done = runner.invoke(cli, ["image", "rm", "busybox:1.36"])
+    done = runner.invoke(cli, ["image", "rm", "busybox:1.36", *at])
     assert done.exit_code == 0 and done.stdout.startswith("removed busybox:1.36")
-    listed = json.loads(runner.invoke(cli, ["image", "ls", "-o", "json"]).stdout)
+    listed = json.loads(runner.invoke(cli, ["image", "ls", "-o", "json", *at]).stdout)
     assert [i["names"] for i in listed] == [["busybox:latest"]]
 
 

@@ -38,9 +38,54 @@ def _port_conflicts(spec: PodSpec, at: Loc) -> list[Issue]:
     return issues
 
 
+POD_STEPS = frozenset(
+    {
+        "image.ensure",
+        "sandbox.create",
+        "containers.start",
+        "containers.update",
+        "containers.restart",
+        "containers.stop",
+        "sandbox.delete",
+        "status.publish",
+    }
+)
+"""The built-in steps of the pod workflows, where a pod's own steps may go."""
+
+
+def _workflow_points(spec: PodSpec, at: Loc) -> list[Issue]:
+    issues: list[Issue] = []
+    if spec.workflow is None:
+        return issues
+    for name, step in spec.workflow.steps.items():
+        where = (*at, "workflow", "steps", name)
+        points = [p for p in (step.before, step.after) if p is not None]
+        if len(points) != 1:
+            issues.append(
+                Issue(
+                    where,
+                    "exactly one of before or after",
+                    "both" if points else "neither",
+                    "Say where the step runs, e.g. before: containers.start. " + nothing_applied(),
+                )
+            )
+            continue
+        if points[0] not in POD_STEPS:
+            key = "before" if step.before is not None else "after"
+            issues.append(
+                Issue(
+                    (*where, key),
+                    f"a step of the pod workflows ({', '.join(sorted(POD_STEPS))})",
+                    repr(points[0]),
+                    "Name one of those steps. " + nothing_applied(),
+                )
+            )
+    return issues
+
+
 def pod_spec_issues(spec: PodSpec, at: Loc = ("spec",)) -> list[Issue]:
     """Problems of the pod spec at `at` that no single field shows."""
-    return _port_conflicts(spec, at) + security_issues(spec, at)
+    return _port_conflicts(spec, at) + security_issues(spec, at) + _workflow_points(spec, at)
 
 
 def cross_field_issues(model: ObjectModel) -> list[Issue]:

@@ -163,6 +163,42 @@ Acknowledgements = Annotated[list[RelaxationName], AfterValidator(sorted_unique)
 NodeSelector = Annotated[dict[LabelKey, LabelValue], AfterValidator(sorted_by_key)]
 
 
+HookName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128),
+    Expect("the name of an executable in the node's hooks directory, such as check-disk.sh"),
+]
+
+
+class WorkflowStep(StrictModel):
+    """A step of the pod's own, run at a named point of its lifecycle workflows."""
+
+    noun: ClassVar[str] = "a workflow step"
+
+    run: HookName
+    """An executable of the node's hooks directory (<state>/hooks): a pod spec chooses among
+    what the node's administrator installed; it cannot name any program of the node."""
+    args: list[str] = Field(default_factory=list)
+    before: str | None = None
+    """Run before this step (e.g. containers.start), or ..."""
+    after: str | None = None
+    """... after it."""
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=30, alias="timeoutSeconds"
+    )
+    on_failure: Literal["fail", "continue"] = Field(default="fail", alias="onFailure")
+
+
+class PodWorkflow(StrictModel):
+    """Steps a pod inserts into its lifecycle workflows (pod.start, pod.update, ...)."""
+
+    noun: ClassVar[str] = "a pod workflow"
+
+    steps: Annotated[dict[DnsLabel, WorkflowStep], AfterValidator(sorted_by_key)] = Field(
+        default_factory=dict
+    )
+
+
 class PodSpec(StrictModel):
     """What a pod runs, and where and how it may run."""
 
@@ -183,6 +219,8 @@ class PodSpec(StrictModel):
     """False: no user namespace, ids inside are the node's ids (`no-user-namespace`)."""
     acknowledge: Acknowledgements = Field(default_factory=list)
     """The relaxations of the sandbox this spec asks for, each by name (`run-as-root`)."""
+    workflow: PodWorkflow | None = None
+    """Its own steps in its lifecycle workflows (docs/workflows.md)."""
 
 
 class ContainerStatus(StrictModel):

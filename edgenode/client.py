@@ -1,0 +1,96 @@
+"""The CLI's side of the local API: connect to the daemon's socket, ask, read the answer.
+
+Kept to the standard library (json, socket) so that a verb like ``edgenode get pods`` starts
+quickly: the daemon validates, renders and decides; the client only carries the request and
+prints what comes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from edgenode._protocol import EXIT_UNAVAILABLE, ApiError, decode, encode
+
+DEFAULT_SOCKET = "/run/edgenode/edgenode.sock"
+_ids = itertools.count(1)
+
+
+def socket_path(given: str | None = None) -> str:
+    return given or os.environ.get("EDGENODE_SOCKET") or DEFAULT_SOCKET
+
+
+class Connection:
+    def __init__(self, path: str | None = None, *, timeout: float | None = 600.0) -> None:
+        self.path = socket_path(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            hint = (
+                "is the daemon running? start it with `edgenode up`"
+                if isinstance(exc, FileNotFoundError | ConnectionRefusedError)
+                else "the socket is root's: run as root"
+                if isinstance(exc, PermissionError)
+                else "check the daemon"
+            )
+            raise ApiError(
+                f"cannot reach the edgenode daemon at {self.path}: {exc.strerror or exc}; {hint} "
+                "(or point --socket / EDGENODE_SOCKET at its socket)",
+                EXIT_UNAVAILABLE,
+            ) from None
+        self._file = self._sock.makefile("rb")
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, verb: str, args: dict[str, Any]) -> int:
+        rid = next(_ids)
+        self._sock.sendall(encode({"id": rid, "verb": verb, "args": args}))
+        return rid
+
+    def _read(self) -> dict[str, Any]:
+        line = self._file.readline()
+        if not line:
+            raise ApiError(f"the daemon at {self.path} closed the connection", EXIT_UNAVAILABLE)
+        return decode(line)
+
+    def call(self, verb: str, **args: Any) -> Any:
+        """The verb's result, or `ApiError` with the daemon's message and exit code."""
+        return self._finish(self._send(verb, args), None)
+
+    def stream(self, verb: str, **args: Any) -> Iterator[Any]:
+        """The verb's items as they come; its final answer ends the iteration."""
+        rid = self._send(verb, args)
+        while True:
+            message = self._read()
+            if "item" in message:
+                yield message["item"]
+                continue
+            self._finish(rid, message)
+            return
+
+    def _finish(self, rid: int, message: dict[str, Any] | None) -> Any:
+        message = message if message is not None else self._read()
+        if message.get("ok"):
+            return message.get("result")
+        error = message.get("error") or {}
+        raise ApiError(str(error.get("message", "the daemon failed")), int(error.get("exit", 1)))
+
+
+def call(verb: str, *, socket: str | None = None, **args: Any) -> Any:
+    """One request on a new connection."""
+    with Connection(socket) as conn:
+        return conn.call(verb, **args)

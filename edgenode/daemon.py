@@ -1,0 +1,361 @@
+"""The node daemon: one process per node that makes its store's desired state run.
+
+Theory of operation. `Daemon.run` opens the node's store, image store, sandbox and workflow
+records, publishes the node's own Node object (its sandbox report), takes over the pods that
+were running before it started (`Sandbox.adopt`), serves the local API (`edgenode.server`),
+and reconciles: on every change to a Pod in the store, on every end of a workflow, at the
+next time a restart is due, and every `resync_s` anyway, it reads what should run here
+(pods assigned to this node) and what runs (the sandbox), asks the pure reconciler
+(`edgenode._reconcile`) for a plan, and applies each item as a workflow
+(`edgenode.podflows`): start, update in place, restart, delete. A pod has at most one
+workflow at a time; the others wait for the next round. Status is written by the node
+(manager ``node:<name>``) after each workflow and whenever a container's state changes.
+
+Until the mesh exists the daemon is also the placement of its single node: a pod that is
+not pinned elsewhere and whose node selector this node's labels match is assigned here
+(manager ``placement``). SIGTERM and SIGINT stop the daemon; pods keep running, and the next
+start adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from edgenode._reconcile import (
+    Desired,
+    Observed,
+    ObservedContainer,
+    Plan,
+    default_live_resize,
+    reconcile,
+)
+from edgenode.local import open_store
+from edgenode.objects import ObjectError
+from edgenode.podspec import pod_def, stored_pod
+from sandbox._lifecycle import Backoff
+from sandbox.busybox import ensure_busybox
+from sandbox.host import features
+from sandbox.images import ImageStore
+from sandbox.pods import Sandbox, SandboxError
+from store import Op, Store
+
+log = structlog.get_logger("edgenode.daemon")
+
+DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
+RESYNC_S = 10.0
+
+
+@dataclass
+class Refusal:
+    """Why the last apply of an object was refused (for `why`)."""
+
+    message: str
+    at: float
+
+
+@dataclass
+class NodeState:
+    """What the daemon holds in memory: everything else is on disk."""
+
+    busy: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refusals: dict[str, Refusal] = field(default_factory=dict)
+    last_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        state_dir: Path,
+        name: str | None = None,
+        *,
+        socket_path: str,
+        backoff: Backoff | None = None,
+        resync_s: float = RESYNC_S,
+        hooks_dir: Path | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.socket_path = socket_path
+        self.resync_s = resync_s
+        self.backoff = backoff or Backoff()
+        self.hooks_dir = hooks_dir or state_dir / "hooks"
+        self.store: Store = open_store(state_dir, name)
+        self.name = self.store.node_id
+        self.images = ImageStore(state_dir / "images", in_use=self._image_users)
+        self.sandbox = Sandbox(state_dir, self.images, backoff=self.backoff)
+        from edgenode.podflows import PodFlows  # noqa: PLC0415 - imports the workflow engine
+
+        self.flows = PodFlows(self)
+        self.state = NodeState()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # -- facts for others --------------------------------------------------------------------
+
+    def _image_users(self, digest: str) -> list[str]:
+        users = []
+        for name in self.sandbox.pods():
+            with contextlib.suppress(SandboxError):
+                state = self.sandbox.state(name)
+                if any(c.image_digest == digest for c in state.containers.values()):
+                    users.append(f"pod/{name}")
+        return users
+
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = (
+            (self.store.get("Node", self.name) or {}).get("metadata") or {}
+        ).get("labels") or {}
+        return labels
+
+    def wake(self) -> None:
+        """Reconcile soon (a change, a workflow's end, a command)."""
+        self._wake.set()
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from edgenode.server import serve  # noqa: PLC0415
+
+        log.info("daemon_starting", node=self.name, state_dir=str(self.state_dir))
+        await asyncio.to_thread(ensure_busybox, self.images)
+        await asyncio.to_thread(self.publish_node)
+        # Network namespaces back after a reboot; lost runs are restarted by the reconciler,
+        # which knows the desired restart policy.
+        await asyncio.to_thread(self.sandbox.adopt, restart=False)
+        log.info("pods_adopted", pods=sorted(self.sandbox.pods()))
+        server = await serve(self, self.socket_path)
+        loops = [
+            asyncio.create_task(self._watch_loop(), name="watch"),
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+        ]
+        log.info("daemon_ready", node=self.name, socket=self.socket_path)
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            log.info("daemon_stopping", node=self.name, busy=sorted(self.state.busy))
+            server.close()
+            for task in loops:
+                task.cancel()
+            busy = list(self.state.busy.values())
+            if busy:
+                await asyncio.wait(busy, timeout=30)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*loops, return_exceptions=True)
+            await server.wait_closed()
+            self.flows.close()
+            self.store.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+            log.info("daemon_stopped", node=self.name, pods_left_running=self.sandbox.pods())
+
+    def publish_node(self) -> None:
+        status = {
+            "phase": "Ready",
+            "sandbox": {
+                k: {"available": f.available, "detail": f.detail} for k, f in features().items()
+            },
+        }
+        self.store.put_document("Node", self.name, {"status": status}, manager=f"node:{self.name}")
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        async for _event in self.store.watch(kinds=["Pod", "Node"]):
+            self.wake()
+
+    async def _reconcile_loop(self) -> None:
+        next_wake: float | None = None
+        while not self._stopping:
+            timeout = self.resync_s
+            if next_wake is not None:
+                timeout = max(0.0, min(timeout, next_wake - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                next_wake = await self.reconcile_once()
+            except Exception:  # a bug: logged, and the next round tries again
+                log.exception("reconcile_failed", node=self.name)
+                next_wake = time.time() + 1.0
+
+    async def reconcile_once(self) -> float | None:
+        desired = await asyncio.to_thread(self._desired)
+        observed = await asyncio.to_thread(self._observed)
+        plan = reconcile(desired, observed, now=time.time(), live_resize=default_live_resize)
+        self._apply(plan, desired)
+        self.state.waiting = {
+            pod: {c: w for c, w in containers.items()} for pod, containers in plan.waiting.items()
+        }
+        await asyncio.to_thread(self._publish_statuses, desired)
+        return plan.next_wake
+
+    def _apply(self, plan: Plan, desired: Mapping[str, Desired]) -> None:
+        for name in plan.start:
+            self._launch(name, self.flows.start(desired[name]))
+        for name, actions in plan.update.items():
+            if all(a == "keep" for a in actions.values()):
+                # Only the revision moved (status, assignment, labels): nothing to run.
+                self.sandbox.set_meta(name, {"revision": desired[name].revision})
+                continue
+            self._launch(name, self.flows.update(desired[name]))
+        for name, containers in plan.restart.items():
+            if name in desired:
+                self._launch(name, self.flows.restart(desired[name], containers, due=True))
+        for name in plan.delete:
+            self._launch(name, self.flows.delete(name))
+        for name in plan.recreate:
+            self._launch(name, self.flows.recreate(desired[name]))
+
+    def _launch(self, name: str, work: Any) -> None:
+        if name in self.state.busy:
+            work.close()
+            return
+        task = asyncio.create_task(work, name=f"pod-{name}")
+        self.state.busy[name] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.state.busy.pop(name, None)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("workflow_crashed", pod=name, error=repr(t.exception()))
+            self.wake()
+
+        task.add_done_callback(done)
+
+    async def run_now(self, name: str, work: Any) -> Any:
+        """Run a workflow for pod `name` now (a command), after any one already running."""
+        while name in self.state.busy:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.state.busy[name])
+        task = asyncio.create_task(work, name=f"pod-{name}")
+        self.state.busy[name] = task
+        try:
+            return await task
+        finally:
+            self.state.busy.pop(name, None)
+            self.wake()
+
+    # -- desired and observed ------------------------------------------------------------------
+
+    def eligible(self, doc: Mapping[str, Any]) -> bool:
+        spec = doc.get("spec") or {}
+        if spec.get("node") not in (None, self.name):
+            return False
+        selector = spec.get("nodeSelector") or {}
+        labels = self.labels()
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    def _desired(self) -> dict[str, Desired]:
+        desired: dict[str, Desired] = {}
+        for doc in self.store.list_objects("Pod"):
+            name = doc["metadata"]["name"]
+            assigned = (doc.get("assignment") or {}).get("node")
+            if assigned is None and self.eligible(doc):
+                self.store.commit(
+                    "Pod", name, [Op("set", ("assignment", "node"), self.name)], manager="placement"
+                )
+                assigned = self.name
+            if assigned != self.name:
+                continue
+            try:
+                definition = pod_def(name, stored_pod(doc).spec)
+            except (ObjectError, ValueError) as exc:
+                log.warning("pod_not_runnable", pod=name, error=str(exc))
+                continue
+            desired[name] = Desired(name, int(doc["metadata"]["revision"]), definition)
+        return desired
+
+    def _observed(self) -> dict[str, Observed]:
+        observed: dict[str, Observed] = {}
+        for name in self.sandbox.pods():
+            try:
+                state = self.sandbox.state(name)
+                definition = self.sandbox.definition(name)
+                revision = self.sandbox.meta(name).get("revision")
+            except (SandboxError, KeyError, ValueError) as exc:
+                log.warning("pod_record_unreadable", pod=name, error=str(exc))
+                observed[name] = Observed(name, None, None, {}, busy=name in self.state.busy)
+                continue
+            containers = {
+                c: ObservedContainer(
+                    state=s.state,
+                    exit_code=s.exit_code,
+                    restarts=s.restarts,
+                    next_start_at=s.next_start_at,
+                    message=s.message,
+                    finished_at=s.finished_at,
+                )
+                for c, s in state.containers.items()
+            }
+            observed[name] = Observed(
+                name, revision, definition, containers, busy=name in self.state.busy
+            )
+        return observed
+
+    # -- status -------------------------------------------------------------------------------
+
+    def pod_status(self, name: str, restart_policy: str) -> dict[str, Any]:
+        """The status this node reports for pod `name`, from the sandbox and the last plan."""
+        if name not in self.sandbox.pods():
+            return {"phase": "Pending", "node": self.name, "message": "being created"}
+        state = self.sandbox.state(name)
+        containers: dict[str, Any] = {}
+        phases = []
+        for c, s in state.containers.items():
+            kind = {"running": "running", "exited": "exited", "stopped": "exited"}.get(
+                s.state, "waiting"
+            )
+            entry: dict[str, Any] = {"state": kind, "restarts": s.restarts}
+            if s.exit_code is not None:
+                entry["exitCode"] = s.exit_code
+            containers[c] = entry
+            phases.append((kind, s.exit_code))
+        if all(k == "running" for k, _ in phases):
+            phase = "Running"
+        elif all(k == "exited" for k, _ in phases):
+            phase = "Succeeded" if all(code == 0 for _, code in phases) else "Failed"
+        else:
+            phase = "Pending"
+        status: dict[str, Any] = {"phase": phase, "node": self.name, "containers": containers}
+        waiting = self.state.waiting.get(name, {})
+        messages = [f"{c}: {w.message}" for c, w in sorted(waiting.items()) if w.message]
+        failed = self.flows.last_failure(name)
+        if failed:
+            messages.insert(0, failed)
+        if messages:
+            status["message"] = "; ".join(messages)
+        return status
+
+    def _publish_statuses(self, desired: Mapping[str, Desired]) -> None:
+        for name, d in desired.items():
+            if name in self.state.busy:
+                continue
+            try:
+                status = self.pod_status(name, d.pod.restart_policy)
+            except SandboxError:
+                continue
+            if self.state.last_status.get(name) == status:
+                continue
+            try:
+                self.store.put_document(
+                    "Pod", name, {"status": status}, manager=f"node:{self.name}"
+                )
+                self.state.last_status[name] = status
+            except Exception:
+                log.exception("status_publish_failed", pod=name)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

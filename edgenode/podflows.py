@@ -1,0 +1,245 @@
+"""Pod lifecycles as workflows: start, update, restart, delete.
+
+Each is a small DAG (`edgenode._workflow`), run by the engine (`edgenode.workflows`) and
+recorded per pod, so `edgenode workflow pod/NAME` draws the last one and `why` names its
+failing step:
+
+    pod.start    image.ensure -> sandbox.create -> containers.start -> status.publish
+    pod.update   image.ensure -> containers.update -> status.publish
+    pod.restart  containers.restart -> status.publish
+    pod.delete   containers.stop -> sandbox.delete
+
+A pod's spec may insert its own steps (``spec.workflow``): executables from the node's hooks
+directory (``<state>/hooks``), run before or after a named step with a JSON context on stdin;
+one may veto the run or add annotations (see docs/workflows.md). Only executables the node's
+administrator put there can run: a pod spec chooses among them, it cannot name any program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from edgenode._reconcile import Desired
+from edgenode._workflow import (
+    RunRecord,
+    Step,
+    UserStep,
+    build,
+    critical_chain,
+    to_dot,
+    to_mermaid,
+    to_text,
+)
+from edgenode.workflows import Engine, Recorder, StepContext, StepError
+from sandbox._spec import PodDef
+
+if TYPE_CHECKING:
+    from edgenode.daemon import Daemon
+
+log = structlog.get_logger("edgenode.podflows")
+
+LOG_TAIL = 5
+START = (
+    Step("image.ensure", timeout_s=600.0),
+    Step("sandbox.create", after=("image.ensure",), timeout_s=60.0),
+    Step("containers.start", after=("sandbox.create",), timeout_s=180.0),
+    Step("status.publish", after=("containers.start",), timeout_s=30.0, on_failure="continue"),
+)
+UPDATE = (
+    Step("image.ensure", timeout_s=600.0),
+    Step("containers.update", after=("image.ensure",), timeout_s=300.0),
+    Step("status.publish", after=("containers.update",), timeout_s=30.0, on_failure="continue"),
+)
+RESTART = (
+    Step("containers.restart", timeout_s=300.0),
+    Step("status.publish", after=("containers.restart",), timeout_s=30.0, on_failure="continue"),
+)
+DELETE = (
+    Step("containers.stop", timeout_s=300.0),
+    Step("sandbox.delete", after=("containers.stop",), timeout_s=60.0),
+)
+
+
+class PodFlows:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.recorder = Recorder(daemon.state_dir / "workflows")
+        abandoned = self.recorder.abandon_running(
+            now=time.time(), reason="the daemon stopped during this run"
+        )
+        if abandoned:
+            log.info("workflow_runs_abandoned", runs=abandoned)
+        self.engine = Engine(self.recorder)
+
+    def close(self) -> None:
+        self.recorder.close()
+
+    # -- user steps ---------------------------------------------------------------------------
+
+    def user_steps(self, name: str) -> list[UserStep]:
+        doc = self.d.store.get("Pod", name) or {}
+        steps = ((doc.get("spec") or {}).get("workflow") or {}).get("steps") or {}
+        out = []
+        for step_name, s in sorted(steps.items()):
+            program = os.path.join(self.d.hooks_dir, s["run"])
+            out.append(
+                UserStep(
+                    name=f"user.{step_name}",
+                    run=program,
+                    args=tuple(s.get("args") or ()),
+                    before=s.get("before"),
+                    after=s.get("after"),
+                    timeout_s=float(s.get("timeoutSeconds", 30)),
+                    on_failure=s.get("onFailure", "fail"),
+                )
+            )
+        return out
+
+    # -- the workflows ------------------------------------------------------------------------
+
+    def _context(self, d: Desired) -> dict[str, Any]:
+        return {"node": self.d.name, "pod": d.name, "revision": d.revision}
+
+    async def _run(
+        self, flow: str, steps: Sequence[Step], d: Desired, runners: Mapping[str, Any]
+    ) -> RunRecord:
+        workflow = build(flow, steps, self.user_steps(d.name))
+        return await self.engine.run(workflow, f"Pod/{d.name}", runners, self._context(d))
+
+    async def start(self, d: Desired) -> RunRecord:
+        meta = {"revision": d.revision}
+
+        async def create(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d.sandbox.create_pod, d.pod, meta=meta)
+
+        async def start(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d.sandbox.start_pod, d.name)
+            self._check_started(d.name, d.pod)
+
+        return await self._run(
+            "pod.start",
+            START,
+            d,
+            {
+                "image.ensure": self._ensure_images(d.pod),
+                "sandbox.create": create,
+                "containers.start": start,
+                "status.publish": self._publish(d),
+            },
+        )
+
+    async def update(self, d: Desired) -> RunRecord:
+        async def update(ctx: StepContext) -> Mapping[str, str]:
+            result = await asyncio.to_thread(
+                self.d.sandbox.update_pod, d.pod, meta={"revision": d.revision}
+            )
+            changed = [c for c, a in result.actions.items() if a in ("create", "recreate")]
+            self._check_started(d.name, d.pod, only=changed)
+            return {f"container.{c}": a for c, a in result.actions.items()}
+
+        return await self._run(
+            "pod.update",
+            UPDATE,
+            d,
+            {
+                "image.ensure": self._ensure_images(d.pod),
+                "containers.update": update,
+                "status.publish": self._publish(d),
+            },
+        )
+
+    async def restart(self, d: Desired, containers: Sequence[str], *, due: bool) -> RunRecord:
+        """`due`: the restart policy's restart of exited containers; otherwise an explicit
+        restart in place (the running containers are stopped first)."""
+
+        async def restart(ctx: StepContext) -> Mapping[str, str]:
+            if due:
+                await asyncio.to_thread(self.d.sandbox.start_pod, d.name, containers)
+            else:
+                await asyncio.to_thread(self.d.sandbox.restart_pod, d.name, containers)
+            self._check_started(d.name, d.pod, only=containers)
+            return {"containers": ",".join(containers), "why": "policy" if due else "command"}
+
+        return await self._run(
+            "pod.restart",
+            RESTART,
+            d,
+            {"containers.restart": restart, "status.publish": self._publish(d)},
+        )
+
+    async def delete(self, name: str) -> RunRecord:
+        async def stop(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d.sandbox.stop_pod, name)
+
+        async def remove(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d.sandbox.delete_pod, name, grace_s=0)
+            self.d.state.last_status.pop(name, None)
+
+        d = Desired(name, 0, PodDef(name=name, containers={}))
+        workflow = build("pod.delete", DELETE, ())
+        return await self.engine.run(
+            workflow,
+            f"Pod/{name}",
+            {"containers.stop": stop, "sandbox.delete": remove},
+            self._context(d),
+        )
+
+    async def recreate(self, d: Desired) -> RunRecord:
+        """A pod whose sandbox record is unreadable: removed, then started afresh."""
+        await self.delete(d.name)
+        return await self.start(d)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _ensure_images(self, pod: PodDef) -> Any:
+        async def ensure(ctx: StepContext) -> Mapping[str, str]:
+            found = {}
+            for cname, c in sorted(pod.containers.items()):
+                image = await asyncio.to_thread(self.d.images.resolve, c.image)
+                found[f"image.{cname}"] = image.digest
+            return found
+
+        return ensure
+
+    def _publish(self, d: Desired) -> Any:
+        async def publish(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d._publish_statuses, {d.name: d})
+
+        return publish
+
+    def _check_started(self, name: str, pod: PodDef, only: Sequence[str] | None = None) -> None:
+        """Fail the step when a container did not start, with what its runtime said."""
+        state = self.d.sandbox.state(name)
+        for cname in only if only is not None else sorted(pod.containers):
+            c = state.containers.get(cname)
+            if c is None or c.state == "running" or c.message is None:
+                continue
+            said = [x.text for x in self.d.sandbox.logs(name, cname, tail=LOG_TAIL)]
+            detail = f"; its runtime said: {' | '.join(said)}" if said else ""
+            raise StepError(f"container {cname}: {c.message}{detail}")
+
+    # -- reading the records ------------------------------------------------------------------
+
+    def last_failure(self, name: str) -> str | None:
+        record = self.recorder.latest(f"Pod/{name}")
+        if record is None or record.outcome != "failed":
+            return None
+        return f"{record.workflow} failed at {record.failed_step}: {record.error}"
+
+    def render(self, target: str, fmt: str, run_id: str | None) -> str:
+        record = self.recorder.get(run_id) if run_id else self.recorder.latest(target)
+        if record is None:
+            return f"no workflow has run for {target} yet"
+        if fmt == "dot":
+            return to_dot(record)
+        if fmt == "mermaid":
+            return to_mermaid(record)
+        chain = critical_chain(record)
+        del chain  # to_text includes the critical chain
+        return to_text(record)

@@ -1,0 +1,707 @@
+"""The client verbs: each sends one request to the node's daemon and prints the answer.
+
+Imports only click and the standard library (plus YAML for ``-o yaml`` and ``edit``), so a
+verb starts in well under 150 ms. ``-o json`` is a stable interface: an object has ``kind``,
+``metadata.name``, ``metadata.revision`` (an integer), ``spec`` and ``status`` (with
+``status.phase`` for pods and nodes); ``history -o json`` lists revisions with ``revision``,
+``author``, ``manager``, ``time`` (seconds since the epoch), ``fields``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
+from edgenode.client import Connection
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+socket_option = click.option(
+    "--socket",
+    "socket_path",
+    envvar="EDGENODE_SOCKET",
+    show_envvar=True,
+    default=None,
+    metavar="PATH",
+    help="The daemon's socket (default /run/edgenode/edgenode.sock).",
+)
+offline_state_dir = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Work on this state directory directly, without the daemon (a node being prepared, "
+    "or whose daemon is stopped).",
+)
+node_option = click.option(
+    "--node", default=None, envvar="EDGENODE_NODE", help="With --state-dir: the node's name."
+)
+output_option = click.option(
+    "-o", "--output", type=click.Choice(["table", "wide", "json", "yaml", "name"]), default="table"
+)
+
+
+def _stdin_is_tty() -> bool:
+    """Whether someone at a terminal can answer a question (tests replace this)."""
+    return sys.stdin.isatty()
+
+
+def request(socket_path: str | None, verb: str, **args: Any) -> Any:
+    """The daemon's answer, or exit with its message and exit code."""
+    try:
+        with Connection(socket_path) as conn:
+            return conn.call(verb, **args)
+    except ApiError as exc:
+        fail(verb, exc)
+
+
+def fail(verb: str, exc: ApiError) -> Any:
+    click.echo(f"edgenode {verb}: {exc.message}", err=True)
+    raise SystemExit(exc.exit)
+
+
+# -- up ----------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/var/lib/edgenode"),
+    show_default=True,
+    envvar="EDGENODE_STATE_DIR",
+    help="The node's state: store, images, pods, workflow records.",
+)
+@socket_option
+@click.option("--name", default=None, help="The node's name (default: the host name).")
+@click.option(
+    "--resync", type=float, default=10.0, show_default=True, help="Seconds between full syncs."
+)
+@click.option(
+    "--restart-backoff",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds before restarting a container that exited quickly; doubles each time.",
+)
+@click.option(
+    "--restart-backoff-max",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="The longest wait between restarts, in seconds.",
+)
+def up(
+    *,
+    state_dir: Path,
+    socket_path: str | None,
+    name: str | None,
+    resync: float,
+    restart_backoff: float,
+    restart_backoff_max: float,
+) -> None:
+    """Run this node's daemon in the foreground (JSON logs on stderr).
+
+    SIGTERM or SIGINT stops it; pods keep running and the next start adopts them.
+    """
+    from edgenode.run import run_daemon  # noqa: PLC0415
+
+    raise SystemExit(
+        run_daemon(
+            state_dir,
+            name,
+            socket_path=socket_path,
+            resync_s=resync,
+            backoff=(restart_backoff, restart_backoff_max),
+        )
+    )
+
+
+# -- apply, get, describe, delete -------------------------------------------------------------
+
+
+def _read_files(files: Sequence[str]) -> list[dict[str, str]]:
+    out = []
+    for name in files:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        except OSError as exc:
+            click.echo(f"edgenode apply: {name}: cannot read it: {exc.strerror}", err=True)
+            raise SystemExit(EXIT_INVALID) from None
+        out.append({"name": "<stdin>" if name == "-" else name, "text": text})
+    return out
+
+
+def _print_applied(results: Iterable[dict[str, Any]]) -> None:
+    for r in results:
+        line = f"{r['ref']} {r['result']}"
+        if r["result"] != "unchanged":
+            line += f" (revision {r['revision']})"
+        if r.get("insecure"):
+            line += f"; insecure: {', '.join(r['insecure'])} (confirmed)"
+        click.echo(line)
+
+
+def _send_with_confirmation(
+    socket_path: str | None, verb: str, confirm: list[str], ask: bool, **args: Any
+) -> Any:
+    """Send; if an insecure setting is not confirmed and someone is at a terminal, ask about
+    each, and send again with the ones they confirmed."""
+    try:
+        with Connection(socket_path) as conn:
+            return conn.call(verb, confirm=confirm, **args)
+    except ApiError as exc:
+        if exc.exit != EXIT_UNCONFIRMED or not ask:
+            fail(verb, exc)
+        names = sorted(set(re.findall(r"--confirm-insecure=([a-z-]+)", exc.message)))
+        click.echo(exc.message.rsplit("\n", 1)[0], err=True)
+        for name in names:
+            try:
+                yes = click.confirm(f"Apply with {name} anyway?", default=False, err=True)
+            except click.Abort:
+                yes = False
+            if not yes:
+                click.echo(
+                    "Not confirmed; nothing was applied. To apply without questions: "
+                    + " ".join(f"--confirm-insecure={n}" for n in names),
+                    err=True,
+                )
+                raise SystemExit(EXIT_UNCONFIRMED) from None
+        return request(socket_path, verb, confirm=[*confirm, *names], **args)
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    metavar="FILE",
+    help="A YAML manifest (one or many documents); - reads standard input.",
+)
+@click.option(
+    "--confirm-insecure",
+    "confirmations",
+    multiple=True,
+    metavar="NAME[,NAME]",
+    help="Confirm that this apply may turn on the relaxation NAME. Repeatable.",
+)
+@socket_option
+@offline_state_dir
+@node_option
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    *,
+    files: tuple[str, ...],
+    confirmations: tuple[str, ...],
+    socket_path: str | None,
+    state_dir: Path | None,
+    node: str | None,
+) -> None:
+    """Create or update objects from manifests; prints what changed, object by object.
+
+    Every file is validated first and nothing is applied if anything is wrong. A change that
+    turns on an insecure setting (which the manifest must acknowledge in spec.acknowledge)
+    needs --confirm-insecure=NAME, or a yes at a terminal. Applying the same files again
+    changes nothing.
+
+    \b
+    Exit codes:
+      0  applied, or nothing to change
+      2  invalid input (a manifest, a --confirm-insecure name); nothing was applied
+      3  an insecure setting was not confirmed; nothing was applied
+      5  refused by the store (a field another manager owns)
+      69 the daemon could not be reached
+    """
+    if state_dir is not None:
+        from edgenode import offline  # noqa: PLC0415
+
+        ctx.invoke(
+            offline.apply, files=files, confirmations=confirmations, state_dir=state_dir, node=node
+        )
+        return
+    ask = _stdin_is_tty() and "-" not in files
+    results = _send_with_confirmation(
+        socket_path, "apply", list(confirmations), ask, files=_read_files(files)
+    )
+    _print_applied(results)
+
+
+KIND_COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {}
+
+
+def _status(o: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = o.get("status") or {}
+    return status
+
+
+def _pod_ready(o: dict[str, Any]) -> str:
+    containers = (o.get("spec") or {}).get("containers") or {}
+    running = sum(
+        1 for c in (_status(o).get("containers") or {}).values() if c.get("state") == "running"
+    )
+    return f"{running}/{len(containers)}"
+
+
+def _restarts(o: dict[str, Any]) -> str:
+    return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
+
+
+COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+    "Pod": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("READY", _pod_ready),
+        ("PHASE", lambda o: _status(o).get("phase", "Pending")),
+        ("RESTARTS", _restarts),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+        ("NODE", lambda o: (o.get("assignment") or {}).get("node") or "<none>"),
+    ],
+    "Node": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("PHASE", lambda o: _status(o).get("phase", "Unknown")),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+        (
+            "LABELS",
+            lambda o: (
+                ",".join(f"{k}={v}" for k, v in (o["metadata"].get("labels") or {}).items())
+                or "<none>"
+            ),
+        ),
+    ],
+    "PinnedDeployment": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("VERSIONS", lambda o: ",".join(sorted((o.get("spec") or {}).get("versions") or {}))),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+    ],
+}
+WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+    "Pod": [
+        (
+            "IMAGES",
+            lambda o: ",".join(
+                c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
+            ),
+        ),
+        ("MESSAGE", lambda o: _status(o).get("message", "")),
+    ],
+}
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _dump(value: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(value, indent=2, sort_keys=False))
+    else:
+        import yaml  # noqa: PLC0415
+
+        click.echo(yaml.safe_dump(value, sort_keys=False).rstrip())
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@output_option
+@socket_option
+def get(kind: str, name: str | None, output: str, socket_path: str | None) -> None:
+    """List objects of KIND (pods, nodes, pinneddeployments), or show one.
+
+    -o json and -o yaml print the objects (a list without NAME); -o wide adds columns.
+    """
+    objects: list[dict[str, Any]] = request(socket_path, "get", kind=kind, name=name)
+    if output in ("json", "yaml"):
+        _dump(objects[0] if name else objects, output)
+        return
+    if output == "name":
+        for o in objects:
+            click.echo(f"{o['kind'].lower()}/{o['metadata']['name']}")
+        return
+    if not objects:
+        click.echo(f"No {kind} on this node.", err=True)
+        return
+    real = objects[0]["kind"]
+    columns = COLUMNS.get(real, COLUMNS["PinnedDeployment"][:1]) + (
+        WIDE.get(real, []) if output == "wide" else []
+    )
+    rows = [[title for title, _ in columns]]
+    rows += [[fn(o) for _, fn in columns] for o in objects]
+    click.echo(table(rows))
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@socket_option
+@offline_state_dir
+@node_option
+@click.pass_context
+def describe(
+    ctx: click.Context,
+    *,
+    ref: str,
+    socket_path: str | None,
+    state_dir: Path | None,
+    node: str | None,
+) -> None:
+    """Show one object for people: metadata, spec, status, and its security."""
+    if state_dir is not None:
+        from edgenode import offline  # noqa: PLC0415
+
+        ctx.invoke(offline.describe, ref=ref, state_dir=state_dir, node=node)
+        return
+    click.echo(request(socket_path, "describe", ref=ref).rstrip())
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@socket_option
+def delete(ref: str, socket_path: str | None) -> None:
+    """Delete an object (a new revision: history keeps it); its pod stops and goes."""
+    result = request(socket_path, "delete", ref=ref)
+    click.echo(f"{result['ref']} deleted (revision {result['revision']})")
+
+
+# -- edit, set ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@click.option("--confirm-insecure", "confirmations", multiple=True, metavar="NAME")
+@socket_option
+def edit(ref: str, confirmations: tuple[str, ...], socket_path: str | None) -> None:
+    """Edit an object's metadata and spec in $EDITOR; saving writes one change."""
+    import yaml  # noqa: PLC0415
+
+    (obj,) = request(socket_path, "get", kind=ref.split("/", 1)[0], name=ref.split("/", 1)[-1])
+    editable = {k: obj[k] for k in ("kind", "metadata", "spec") if k in obj}
+    editable["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "revision"}
+    before = yaml.safe_dump(editable, sort_keys=False)
+    with tempfile.NamedTemporaryFile("w+", suffix=".yaml", prefix="edgenode-edit-") as f:
+        f.write(
+            f"# Edit {ref} (revision {obj['metadata']['revision']}); saving writes one change.\n"
+            "# Status and assignment are the node's and the placement's: they are not here.\n"
+            + before
+        )
+        f.flush()
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        if subprocess.call([*editor.split(), f.name]) != 0:
+            click.echo("edgenode edit: the editor failed; nothing was changed.", err=True)
+            raise SystemExit(1)
+        # Read by name: editors often write a new file and rename it over the old one.
+        after_text = Path(f.name).read_text()
+    try:
+        after = yaml.safe_load(after_text)
+    except yaml.YAMLError as exc:
+        click.echo(f"edgenode edit: not valid YAML ({exc}); nothing was changed.", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    if after == editable:
+        click.echo("Edit cancelled: no changes made.")
+        return
+    ask = _stdin_is_tty()
+    results = _send_with_confirmation(
+        socket_path, "replace", list(confirmations), ask, ref=ref, document=after
+    )
+    _print_applied(results)
+
+
+@click.command("set")
+@click.argument("ref", metavar="KIND/NAME")
+@click.argument("assignments", nargs=-1, required=True, metavar="PATH=VALUE...")
+@click.option("--confirm-insecure", "confirmations", multiple=True, metavar="NAME")
+@socket_option
+def set_(
+    ref: str, assignments: tuple[str, ...], confirmations: tuple[str, ...], socket_path: str | None
+) -> None:
+    """Set fields in one change, e.g. spec.containers.web.env.MODE=debug (values are YAML)."""
+    results = _send_with_confirmation(
+        socket_path,
+        "set",
+        list(confirmations),
+        _stdin_is_tty(),
+        ref=ref,
+        assignments=list(assignments),
+    )
+    _print_applied(results)
+
+
+# -- history, diff, rollback -------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@output_option
+@socket_option
+def history(ref: str, output: str, socket_path: str | None) -> None:
+    """Every revision of an object: who wrote it, as which manager, when, which fields."""
+    revs: list[dict[str, Any]] = request(socket_path, "history", ref=ref)
+    if output in ("json", "yaml"):
+        _dump(revs, output)
+        return
+    rows = [["REV", "AUTHOR", "MANAGER", "TIME", "FIELDS"]]
+    for r in revs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+        fields = (
+            f"created ({len(r['fields'])} fields)"
+            if r["created"]
+            else "deleted"
+            if r["deleted"]
+            else ", ".join(r["fields"])
+        )
+        if r.get("conflicts"):
+            fields += f"  [conflict: {', '.join(r['conflicts'])}]"
+        rows.append([str(r["revision"]), r["author"], r["manager"], when, fields])
+    click.echo(table(rows))
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@click.argument("a", type=int)
+@click.argument("b", type=int, required=False)
+@output_option
+@socket_option
+def diff(ref: str, a: int, b: int | None, output: str, socket_path: str | None) -> None:
+    """What changed from revision A to revision B (default: the current one)."""
+    diffs: list[dict[str, Any]] = request(socket_path, "diff", ref=ref, a=a, b=b)
+    if output in ("json", "yaml"):
+        _dump(diffs, output)
+        return
+    if not diffs:
+        click.echo("no differences")
+    for d in diffs:
+        sign = {"added": "+", "removed": "-", "changed": "~"}.get(d["change"], "?")
+        click.echo(f"{sign} {d['path']}: {d['before']!r} -> {d['after']!r}")
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@click.argument("revision", type=int)
+@socket_option
+def rollback(ref: str, revision: int, socket_path: str | None) -> None:
+    """Restore revision REVISION's fields as a new revision (history is never rewritten)."""
+    r = request(socket_path, "rollback", ref=ref, revision=revision)
+    if r["revision"] is None:
+        click.echo(f"{r['ref']} already matches revision {revision}: nothing written")
+    else:
+        click.echo(f"{r['ref']} rolled back to revision {revision} as revision {r['revision']}")
+    for s in r.get("skipped") or []:
+        click.echo(f"  not restored (another manager's field): {s}", err=True)
+
+
+# -- pods: restart, logs, workflow, why --------------------------------------------------------
+
+
+@click.command()
+@click.argument("ref", metavar="pod/NAME")
+@click.argument("containers", nargs=-1)
+@socket_option
+def restart(ref: str, containers: tuple[str, ...], socket_path: str | None) -> None:
+    """Restart a pod's containers in place (same sandbox, address and ids)."""
+    r = request(socket_path, "restart", ref=ref, containers=list(containers) or None)
+    if r["outcome"] != "succeeded":
+        click.echo(f"edgenode restart: {r['error']} (see: edgenode why {ref})", err=True)
+        raise SystemExit(1)
+    click.echo(f"{ref} restarted (workflow run {r['run_id']})")
+
+
+@click.command()
+@click.argument("ref", metavar="pod/NAME")
+@click.argument("container", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the container ends.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+@click.option("--timestamps", is_flag=True, help="Prefix each line with its time.")
+@socket_option
+def logs(
+    *,
+    ref: str,
+    container: str | None,
+    follow: bool,
+    tail: int | None,
+    timestamps: bool,
+    socket_path: str | None,
+) -> None:
+    """A container's output (stdout and stderr), oldest first."""
+    try:
+        with Connection(socket_path, timeout=None) as conn:
+            for line in conn.stream(
+                "logs",
+                ref=ref,
+                container=container,
+                follow=follow,
+                tail=tail,
+                timestamps=timestamps,
+            ):
+                click.echo(line)
+    except ApiError as exc:
+        fail("logs", exc)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@click.option("--dot", "fmt", flag_value="dot", help="Graphviz DOT.")
+@click.option("--mermaid", "fmt", flag_value="mermaid", help="A Mermaid flowchart.")
+@click.option("--run", "run_id", default=None, help="A past run (default: the latest).")
+@socket_option
+def workflow(ref: str, fmt: str | None, run_id: str | None, socket_path: str | None) -> None:
+    """The latest lifecycle workflow of an object: its steps, their state and timing, and the
+    critical chain; or the graph as DOT or Mermaid."""
+    click.echo(
+        request(socket_path, "workflow", ref=ref, format=fmt or "text", run_id=run_id).rstrip()
+    )
+
+
+@click.command()
+@click.argument("ref", metavar="KIND/NAME")
+@socket_option
+def why(ref: str, socket_path: str | None) -> None:
+    """Why an object is not (or is) running: the failing step and its cause first."""
+    lines: list[str] = request(socket_path, "why", ref=ref)
+    click.echo("\n".join(lines))
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+@click.group()
+def image() -> None:
+    """Images on this node: import archives made elsewhere, pull when online, list, remove.
+
+    Through the daemon by default; with --state-dir, on that state directory directly.
+    """
+
+
+def _offline_image(ctx: click.Context, command: str, **kwargs: Any) -> None:
+    from edgenode import offline  # noqa: PLC0415
+
+    group = offline.image
+    assert isinstance(group, click.Group) and group.callback is not None
+    cmd = group.get_command(ctx, command)
+    assert cmd is not None
+    ctx.invoke(group.callback)  # its logging settings for the verb
+    ctx.invoke(cmd, **kwargs)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+@image.command("import")
+@click.argument("file")
+@click.option("--name", default=None, help="Name the image this (default: the archive's).")
+@socket_option
+@offline_state_dir
+@click.pass_context
+def image_import(
+    ctx: click.Context,
+    *,
+    file: str,
+    name: str | None,
+    socket_path: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Import an OCI archive, OCI layout directory or docker-archive FILE."""
+    if state_dir is not None:
+        _offline_image(ctx, "import", file=file, name=name, state_dir=state_dir)
+        return
+    r = request(socket_path, "image.import", path=os.path.abspath(file), name=name)
+    click.echo(f"imported {', '.join(r['names']) or '<none>'} {r['digest'][:19]}")
+
+
+@image.command("pull")
+@click.argument("reference")
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Give up after seconds."
+)
+@socket_option
+@offline_state_dir
+@click.pass_context
+def image_pull(
+    ctx: click.Context,
+    *,
+    reference: str,
+    timeout: float,
+    socket_path: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Copy REF from its registry (needs a network)."""
+    if state_dir is not None:
+        _offline_image(ctx, "pull", reference=reference, timeout=timeout, state_dir=state_dir)
+        return
+    r = request(socket_path, "image.pull", reference=reference)
+    click.echo(f"pulled {', '.join(r['names'])} {r['digest'][:19]}")
+
+
+@image.command("ls")
+@output_option
+@socket_option
+@offline_state_dir
+@click.pass_context
+def image_ls(
+    ctx: click.Context, output: str, socket_path: str | None, state_dir: Path | None
+) -> None:
+    """List the images: one row per name."""
+    if state_dir is not None:
+        _offline_image(
+            ctx, "ls", output="json" if output == "json" else "table", state_dir=state_dir
+        )
+        return
+    images: list[dict[str, Any]] = request(socket_path, "image.ls")
+    if output in ("json", "yaml"):
+        _dump(images, output)
+        return
+    rows = [["NAME", "DIGEST", "SIZE", "CREATED"]]
+    for i in images:
+        created = (i.get("created") or "-")[:16].replace("T", " ")
+        digest = i["digest"].removeprefix("sha256:")[:12]
+        for n in i["names"] or ["<none>"]:
+            rows.append([n, digest, _size(int(i["size"])), created])
+    click.echo(table(rows))
+
+
+@image.command("rm")
+@click.argument("reference")
+@socket_option
+@offline_state_dir
+@click.pass_context
+def image_rm(
+    ctx: click.Context, reference: str, socket_path: str | None, state_dir: Path | None
+) -> None:
+    """Remove a name (or by sha256:DIGEST the image); unused blobs go too."""
+    if state_dir is not None:
+        _offline_image(ctx, "rm", reference=reference, state_dir=state_dir)
+        return
+    r = request(socket_path, "image.rm", reference=reference)
+    click.echo(f"removed {reference} ({r['digest'][:19]})")
+
+
+@image.command("build-busybox")
+@click.option("--name", default="busybox:latest", show_default=True)
+@offline_state_dir
+@click.pass_context
+def image_build_busybox(ctx: click.Context, name: str, state_dir: Path | None) -> None:
+    """Build the busybox image from this node's busybox-static (the daemon does at start)."""
+    _offline_image(
+        ctx, "build-busybox", name=name, state_dir=state_dir or Path("/var/lib/edgenode")
+    )
