@@ -1,189 +1,219 @@
-"""`edgenode demo`: the main job until the node daemon lands.
+"""`edgenode demo` (what `make up` runs): a node with the example workloads, and a tour.
 
-Validates the example manifests, applies them to a node's versioned store, runs the pods this
-node may run in the sandbox (real runc, the locally built busybox image), edits a pod in place
-(only its changed container restarts, in the same network namespace), and shows its history,
-a diff and a rollback, the way later milestones will through the daemon. Running it again is
-safe: unchanged manifests write nothing and running pods stay as they are. `down` stops the
-pods and removes the state.
+Starts this machine's node daemon in the background (unless one already answers on the demo
+socket), labels the node as the examples expect, applies `examples/` through the daemon's
+API, waits until the pods this node may run are running, shows them, edits one in place
+(only its changed container restarts, in the same network namespace), shows its history, a
+diff, a rollback and the update's workflow, and says what to try next. Running it again is
+safe: unchanged manifests write nothing. `edgenode demo --down` (`make down`) stops the
+daemon, removes the pods (they outlive their daemon by design) and the demo's state.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from edgenode.local import default_node_name, open_store
-from edgenode.objects import Manifest, load_manifests
-from edgenode.podspec import pod_def, stored_pod
-from sandbox.busybox import ensure_busybox
-from sandbox.host import features
-from sandbox.images import ImageStore
-from sandbox.pods import Sandbox
-from store import Op, Revision, Store
+from edgenode._protocol import ApiError
+from edgenode.client import Connection
 
-DEMO_LABELS = {"example.com/disk": "ssd"}
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_LABELS = {"example.com/disk": "ssd"}
+"""The examples' backup pod asks for an SSD node: the demo node plays one."""
+START_TIMEOUT_S = 120.0
+RUN_TIMEOUT_S = 120.0
 
 
-def history_table(title: str, revs: list[Revision]) -> Table:
-    t = Table(title=title, title_justify="left")
-    for col in ("rev", "change", "author", "manager", "fields"):
-        t.add_column(col)
-    for r in revs:
-        fields = f"created ({len(r.fields) - 1} fields)" if r.created else ", ".join(r.fields)
-        t.add_row(str(r.revision), str(r.change), r.author, r.manager, fields)
-    return t
+class DemoError(RuntimeError):
+    pass
 
 
-def run(state_dir: Path, *, examples: Path = EXAMPLES, node: str | None = None) -> None:
-    out = Console()
-    node = node or default_node_name()
-    files = sorted(examples.glob("*.yaml"))
-    manifests: list[Manifest] = [m for f in files for m in load_manifests(f)]
-    out.rule("[bold]edgenode demo[/]: the versioned store")
-    out.print(f"{len(manifests)} objects validated in {len(files)} files under {examples}")
+def _edgenode() -> str:
+    """The edgenode command as it was run (make runs .venv/bin/edgenode), else the one
+    installed beside this Python."""
+    if os.path.basename(sys.argv[0]) == "edgenode":
+        return sys.argv[0]
+    beside = Path(sys.executable).with_name("edgenode")
+    return str(beside) if beside.exists() else "edgenode"
 
-    with open_store(state_dir, node) as store:
-        out.print(f"node [bold]{node}[/], store {state_dir / 'store'}\n")
-        applied = Table(title="apply examples/", title_justify="left")
-        for col in ("object", "result", "revision"):
-            applied.add_column(col)
-        for m in manifests:
-            committed = store.put_document(m.kind, m.name, m.document())
-            result = "unchanged" if committed is None else "applied"
-            current = store.get(m.kind, m.name)
-            assert current is not None
-            applied.add_row(f"{m.kind}/{m.name}", result, str(current["metadata"]["revision"]))
-        out.print(applied)
-        sandbox = open_sandbox(state_dir)
-        publish_node_status(store, node, out)
-        out.print(pods_table(sync_pods(store, sandbox, node), sandbox))
 
-        pod = next((m for m in manifests if m.kind == "Pod"), None)
-        if pod is None:
-            return
-        kind, name = pod.kind, pod.name
-        doc: dict[str, Any] = store.get(kind, name) or {}
-        container = sorted(doc["spec"]["containers"])[0]
-        before = doc["metadata"]["revision"]
-        path = ("spec", "containers", container, "env", "GREETING")
-        store.commit(kind, name, [Op("set", path, "edited in place")], manager="user")
-        out.print(f"\nedit {kind}/{name}: set {'.'.join(path)} (a new revision, same pod)")
-        for d in store.diff(kind, name, before):
-            out.print(f"  [yellow]{d.change}[/] {d.path}: {d.before!r} -> {d.after!r}")
-        show_update(out, sandbox, store, name)
-        rolled = store.rollback(kind, name, before)
-        assert rolled.committed is not None
-        out.print(
-            f"rollback {kind}/{name} to revision {before}: written as revision "
-            f"{rolled.committed.revision} (history is never rewritten)"
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _answers(socket: str) -> bool:
+    try:
+        with Connection(socket, timeout=5) as conn:
+            conn.call("ping")
+    except ApiError:
+        return False
+    return True
+
+
+def start_daemon(state_dir: Path, socket: str, node: str | None, out: Console) -> None:
+    if _answers(socket):
+        out.print(f"the node daemon already runs on {socket}")
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir.parent, os.stat(state_dir.parent).st_mode | 0o011)
+    log = open(state_dir / "daemon.log", "ab")  # noqa: SIM115 - handed to the daemon
+    argv = [_edgenode(), "up", "--state-dir", str(state_dir), "--socket", socket]
+    process = subprocess.Popen(
+        [*argv, *(["--name", node] if node else [])],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # a daemon: it outlives this command
+    )
+    log.close()
+    (state_dir / "daemon.pid").write_text(f"{process.pid}\n")
+    with out.status("starting the node daemon (it builds the busybox image once)..."):
+        _wait(
+            lambda: (process.poll() is None and _answers(socket)) or process.poll() is not None,
+            START_TIMEOUT_S,
+            "the daemon",
         )
-        show_update(out, sandbox, store, name)
+    if process.poll() is not None:
+        tail = (state_dir / "daemon.log").read_text(errors="replace").splitlines()[-5:]
+        raise DemoError("the node daemon did not start:\n  " + "\n  ".join(tail))
+    out.print(f"node daemon running (pid {process.pid}), logs in {state_dir / 'daemon.log'}")
+
+
+def run(
+    state_dir: Path, *, socket: str, examples: Path = EXAMPLES, node: str | None = None
+) -> None:
+    out = Console(highlight=False, soft_wrap=True)
+    out.rule("[bold]edgenode demo[/]: one node, the example workloads")
+    start_daemon(state_dir, socket, node, out)
+    with Connection(socket) as api:
+        name = api.call("ping")["node"]
+        labels = ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())
+        api.call(
+            "set",
+            ref=f"node/{name}",
+            assignments=[
+                f"metadata.labels.{k.replace('.', chr(92) + '.')}={v}"
+                for k, v in DEMO_LABELS.items()
+            ],
+        )
+        out.print(f"node [bold]{name}[/] labelled {labels}\n")
+        files = sorted(examples.glob("*.yaml"))
+        sent = [{"name": str(f), "text": f.read_text()} for f in files]
+        for r in api.call("apply", files=sent, confirm=[]):
+            rev = "" if r["result"] == "unchanged" else f" (revision {r['revision']})"
+            out.print(f"  apply {r['ref']}: {r['result']}{rev}")
+        with out.status("waiting for the pods this node runs..."):
+            _wait(lambda: _settled(api, name), RUN_TIMEOUT_S, "the pods to run")
         out.print()
-        out.print(history_table(f"history {kind}/{name}", store.history(kind, name)[-4:]))
-        vv = ", ".join(f"{o}: {s}" for o, s in store.version_vector().items())
-        out.print(f"\nversion vector {{{vv}}}")
+        out.print(_pods(api, name))
+        _tour(api, out)
+    prog = _edgenode()
+    env = f"EDGENODE_SOCKET={socket}"
     out.rule("next")
-    # The command as it was run (make runs .venv/bin/edgenode), so the hints can be pasted.
-    prog = sys.argv[0] if os.path.basename(sys.argv[0]) == "edgenode" else "edgenode"
     out.print(
-        "The store keeps every revision: run `make up` again and the examples stay unchanged.\n"
-        f"Try: `{prog} describe pod/web --state-dir {state_dir} --node {node}` (its sandbox "
-        f"and insecure settings), `{prog} describe node/{node} --state-dir {state_dir} "
-        f"--node {node}` (what the sandbox has and lacks), edit a manifest under examples/ and "
-        f"run `make up` again; `{prog} validate -f FILE` checks a manifest.\n"
-        "The node daemon and the mesh follow; `make down` stops the pods and removes this state."
+        f"The node keeps running. Talk to it with {env} {prog} ...; try:\n"
+        f"  {prog} get pods -o wide                 what runs, its phase and message\n"
+        f"  {prog} set pod/web spec.containers.web.env.SITE_NAME=mine   edit in place\n"
+        f"  {prog} history pod/web / diff pod/web 1 / rollback pod/web 1\n"
+        f"  {prog} workflow pod/web [--mermaid]     the last lifecycle run, drawn\n"
+        f"  {prog} why pod/probe                    why a pod does not run here\n"
+        f"  {prog} logs pod/backup-once             a container's output\n"
+        f"  {prog} describe node/{name}             what the sandbox has and lacks\n"
+        "Stop the daemon and the pods keep running; `make up` again adopts them. "
+        "`make down` removes everything."
     )
 
 
-def open_sandbox(state_dir: Path) -> Sandbox:
-    """The node's sandbox, with the busybox image built from the node's busybox-static."""
-    images = ImageStore(state_dir / "images")
-    ensure_busybox(images)
-    return Sandbox(state_dir, images)
-
-
-def publish_node_status(store: Store, node: str, out: Console) -> None:
-    """Write what this node's sandbox has and lacks into its Node status (describe shows it)."""
-    found = features()
-    status = {
-        "phase": "Ready",
-        "sandbox": {k: {"available": f.available, "detail": f.detail} for k, f in found.items()},
-    }
-    store.put_document("Node", node, {"status": status}, manager=f"node:{node}")
-    # The examples' backup pod asks for an SSD node: this node plays one.
-    store.put_document("Node", node, {"metadata": {"labels": DEMO_LABELS}}, manager="user")
-    missing = [f"{k} ({f.detail})" for k, f in found.items() if not f.available]
-    out.print(f"\nsandbox of node {node}: unavailable here: " + "; ".join(missing), highlight=False)
-
-
-def sync_pods(store: Store, sandbox: Sandbox, node: str) -> dict[str, str | None]:
-    """Run (or update in place) every stored pod this node may run; a reason for the others.
-
-    Placement comes with the mesh: until then a pod pinned to another node or asking for node
-    labels waits, and says so."""
-    waiting: dict[str, str | None] = {}
-    labels = (store.get("Node", node) or {}).get("metadata", {}).get("labels", {})
-    for doc in store.list_objects("Pod"):
-        model = stored_pod(doc)
-        name = model.metadata.name
-        if model.spec.node not in (None, node):
-            waiting[name] = f"pinned to node {model.spec.node}"
-        elif not model.spec.node_selector.items() <= labels.items():
-            wanted = ", ".join(f"{k}={v}" for k, v in model.spec.node_selector.items())
-            waiting[name] = f"waits for a node labelled {wanted}"
-        else:
-            definition = pod_def(name, model.spec)
-            if name in sandbox.pods():
-                sandbox.update_pod(definition)
-            else:
-                sandbox.run_pod(definition)
-            waiting[name] = None
-    return waiting
-
-
-def pods_table(pods: dict[str, str | None], sandbox: Sandbox) -> Table:
-    waiting = [f"{name}: {why}" for name, why in sorted(pods.items()) if why is not None]
-    caption = ("not here: " + "; ".join(waiting)) if waiting else None
-    t = Table(title="pods in the sandbox", title_justify="left", caption=caption)
-    for col in ("pod", "container", "state", "exit", "host ids", "netns"):
-        t.add_column(col)
-    for name, why in sorted(pods.items()):
-        if why is not None:
-            continue
-        state = sandbox.state(name)
-        ids = f"{state.ids.base}.." if state.ids else "node's"
-        for c in state.containers.values():
-            code = "" if c.exit_code is None else str(c.exit_code)
-            t.add_row(name, c.name, c.state, code, ids, str(state.netns_inode))
-    return t
-
-
-def show_update(out: Console, sandbox: Sandbox, store: Store, name: str) -> None:
-    """Apply the stored pod to its running sandbox and say what restarted."""
-    before = sandbox.state(name)
-    model = stored_pod(store.get("Pod", name) or {})
-    result = sandbox.update_pod(pod_def(name, model.spec))
-    plan = ", ".join(f"{c}: {a}" for c, a in result.actions.items())
-    kept = "kept" if result.pod.netns_inode == before.netns_inode else "NEW"
-    out.print(
-        f"  in place: {plan}; network namespace {kept} (inode {result.pod.netns_inode})",
-        highlight=False,
+def _settled(api: Connection, node: str) -> bool:
+    pods = api.call("get", kind="pods")
+    mine = [p for p in pods if (p.get("assignment") or {}).get("node") == node]
+    return bool(mine) and all(
+        p.get("status", {}).get("phase") in ("Running", "Succeeded", "Failed") for p in mine
     )
 
 
-def down(state_dir: Path) -> list[str]:
-    """Stop and delete the demo's pods; the caller removes the state directory."""
+def _pods(api: Connection, node: str) -> str:
+    rows = [["POD", "PHASE", "NODE", "WHY (if not running)"]]
+    for p in api.call("get", kind="pods"):
+        name = p["metadata"]["name"]
+        phase = p.get("status", {}).get("phase", "Pending")
+        where = (p.get("assignment") or {}).get("node") or "-"
+        why = "" if phase in ("Running", "Succeeded") else api.call("why", ref=f"pod/{name}")[0]
+        rows.append([name, phase, where, why])
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=False)) + "  " + r[3]
+        for r in rows
+    )
+
+
+def _tour(api: Connection, out: Console) -> None:
+    before = api.call("get", kind="pod", name="web")[0]
+    rev = before["metadata"]["revision"]
+    last = _last_run(api, "web")
+    out.print("\n[bold]edit pod/web in place[/]: set spec.containers.web.env.GREETING")
+    api.call("set", ref="pod/web", assignments=["spec.containers.web.env.GREETING=hello"])
+    _wait(lambda: _last_run(api, "web") != last, RUN_TIMEOUT_S, "the in-place update")
+    for d in api.call("diff", ref="pod/web", a=rev):
+        if d["path"].startswith("spec."):  # the node's status moved too; the edit is this
+            out.print(f"  {d['change']} {d['path']}: {d['before']!r} -> {d['after']!r}")
+    out.print(api.call("workflow", ref="pod/web", format="text"))
+    rolled = api.call("rollback", ref="pod/web", revision=rev)
+    out.print(f"rollback pod/web to revision {rev}: written as revision {rolled['revision']}")
+    rows = api.call("history", ref="pod/web")[-4:]
+    for r in rows:
+        fields = "created" if r["created"] else ", ".join(r["fields"])
+        out.print(f"  rev {r['revision']:>3}  {r['manager']:<10} {fields}")
+
+
+def _last_run(api: Connection, pod: str) -> str:
+    """The first line of the pod's last workflow run once it ended ("" while one runs)."""
+    first = str(api.call("workflow", ref=f"pod/{pod}", format="text")).splitlines()[0]
+    return first if ("succeeded" in first or "failed" in first) else ""
+
+
+def down(state_dir: Path, socket: str, out: Console | None = None) -> list[str]:
+    """Stop the demo's daemon and remove its pods; the caller removes the state."""
+    out = out or Console(highlight=False)
+    pid_file = state_dir / "daemon.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip() or 0)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            _wait(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 60, "the daemon")
+            out.print(f"node daemon (pid {pid}) stopped")
+        except ProcessLookupError:
+            pass
     if not (state_dir / "pods").exists():
         return []
+    from sandbox.images import ImageStore  # noqa: PLC0415
+    from sandbox.pods import Sandbox  # noqa: PLC0415
+
     sandbox = Sandbox(state_dir, ImageStore(state_dir / "images"))
     names = sandbox.pods()
     for name in names:
         sandbox.delete_pod(name, grace_s=1)
     return names
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def remove(state_dir: Path) -> None:
+    shutil.rmtree(state_dir, ignore_errors=True)

@@ -239,7 +239,7 @@ class Handlers:
                         "busybox:1.36), got no '='",
                         EXIT_INVALID,
                     )
-                path = tuple(path_text.split("."))
+                path = split_path(path_text)
                 if path[0] not in ("spec", "metadata", "status", "assignment"):
                     raise ApiError(
                         f"{path_text}: expected a path under spec or metadata (e.g. "
@@ -399,6 +399,13 @@ def _public(kind: str, doc: Mapping[str, Any]) -> dict[str, Any]:
     out = {"kind": kind, **{k: v for k, v in doc.items() if k != "kind"}}
     out.setdefault("status", {})
     return out
+
+
+def split_path(text: str) -> tuple[str, ...]:
+    """``spec.containers.web.image`` -> its parts; ``\\.`` is a dot inside a part (label keys:
+    ``metadata.labels.example\\.com/disk``)."""
+    parts = [p.replace("\0", ".") for p in text.replace("\\.", "\0").split(".")]
+    return tuple(parts)
 
 
 def _put(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +25,12 @@ from rich.text import Text
 from edgenode import demo as _demo
 from edgenode import local
 from edgenode._confirm import Unconfirmed, parse_confirmations, unconfirmed
+from edgenode._protocol import ApiError
 from edgenode.objects import FieldProblem, Manifest, ManifestError, duplicate_problems
 from edgenode.objects.manifest import load_manifests
 from sandbox._image import ImageNotFoundError
 from sandbox.busybox import BusyboxMissingError, build_image
 from sandbox.images import Image, ImageStore, ImageStoreError, normalize_name
-from sandbox.pods import SandboxError
 from store import LocalStoreError, Store, StoreError
 
 #: Exit status when an input is invalid (nothing was applied).
@@ -107,7 +106,14 @@ def validate(files: tuple[str, ...]) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("/var/lib/edgenode-demo"),
     show_default=True,
-    help="Where the demo node keeps its key and store.",
+    help="The demo node's state (store, images, pods).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    default="/run/edgenode-demo/edgenode.sock",
+    show_default=True,
+    help="The demo node's API socket.",
 )
 @click.option("--node", default=None, help="The node's name (default: the host name).")
 @click.option(
@@ -116,22 +122,35 @@ def validate(files: tuple[str, ...]) -> None:
     default=None,
     help="Folder of example manifests (default: the repository's examples/).",
 )
-@click.option("--down", is_flag=True, help="Stop the demo's pods and remove its state instead.")
-def demo(state_dir: Path, node: str | None, examples: Path | None, down: bool) -> None:
-    """The main job until the daemon lands: apply the examples to a node's versioned store,
-    run its pods in the sandbox, edit one in place, and show its history, a diff and a
-    rollback."""
+@click.option("--down", is_flag=True, help="Stop the demo node and its pods; remove its state.")
+def demo(
+    *, state_dir: Path, socket_path: str, node: str | None, examples: Path | None, down: bool
+) -> None:
+    """The main job: a node (its daemon in the background) running the example workloads,
+    then a tour: an edit in place, its history, diff, rollback and workflow."""
     if down:
-        for name in _demo.down(state_dir):
+        for name in _demo.down(state_dir, socket_path):
             click.echo(f"pod {name} stopped and deleted")
-        shutil.rmtree(state_dir, ignore_errors=True)
+        _demo.remove(state_dir)
         click.echo(f"removed {state_dir}")
         return
+    folder = examples or _demo.EXAMPLES
+    problems: list[FieldProblem] = []
+    for f in sorted(folder.glob("*.yaml")):
+        try:
+            load_manifests(f)
+        except ManifestError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        for problem in problems:
+            click.echo(problem.render(), err=True)
+        click.echo(f"{len(problems)} problem(s) in the examples; nothing was started.", err=True)
+        raise SystemExit(EXIT_INVALID)
     try:
-        _demo.run(state_dir, node=node, examples=examples or _demo.EXAMPLES)
-    except (ManifestError, StoreError, SandboxError, ImageStoreError) as exc:
+        _demo.run(state_dir, socket=socket_path, node=node, examples=folder)
+    except (_demo.DemoError, ApiError) as exc:
         click.echo(f"edgenode demo: {exc}", err=True)
-        raise SystemExit(EXIT_INVALID) from None
+        raise SystemExit(getattr(exc, "exit", 1)) from None
 
 
 # -- edgenode image ------------------------------------------------------------------------------

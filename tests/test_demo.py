@@ -1,11 +1,10 @@
-"""The main job (`make up` runs `edgenode demo`) works and is safe to run twice."""
+"""The main job (`make up` runs `edgenode demo`): a node daemon running the examples, a tour
+of an in-place edit, safe to run twice; `--down` removes everything."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,58 +17,62 @@ from edgenode.cli import cli
 
 
 @pytest.fixture
-def state() -> Iterator[Path]:
+def demo_dir() -> Iterator[Path]:
     """A state directory the pods' unmapped ids can reach (pytest's own tree is 0700)."""
     require_runc()
     parent = Path(tempfile.mkdtemp(prefix="edgenode-test-demo-"))
     parent.chmod(0o755)
     try:
-        yield parent / "state"
+        yield parent
     finally:
-        CliRunner().invoke(cli, ["demo", "--down", "--state-dir", str(parent / "state")])
+        CliRunner().invoke(cli, ["demo", "--down", *where(parent)])
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_demo_runs_the_examples_edits_in_place_and_rolls_back_then_reruns_without_changes(
-    state: Path,
+def where(parent: Path) -> list[str]:
+    return ["--state-dir", str(parent / "state"), "--socket", str(parent / "sock")]
+
+
+def test_demo_runs_the_examples_on_a_node_and_tours_an_edit_then_reruns_unchanged(
+    demo_dir: Path,
 ) -> None:
     runner = CliRunner()
-    first = runner.invoke(cli, ["demo", "--state-dir", str(state), "--node", "demo-1"])
+    first = runner.invoke(cli, ["demo", *where(demo_dir), "--node", "demo-1"])
     assert first.exit_code == 0, first.output
-    assert "Pod/web" in first.output and "applied" in first.output
-    assert re.search(r"│ web +│ web +│ running", first.output)
-    assert re.search(r"│ backup-once +│ backup +│ (running|exited)", first.output)
-    assert "not here: probe: pinned to node edge-1" in first.output
-    assert first.output.count("in place: web: recreate; network namespace kept") == 2
-    assert "rollback Pod/web to revision 1: written as revision 3" in first.output
-    assert "version vector {demo-1: 8}" in first.output
-    assert stat.S_IMODE((state / "node.key").stat().st_mode) == 0o600
+    assert "apply Pod/web: created (revision 1)" in first.output
+    lines = first.output.splitlines()
+    assert any(line.split()[:3] == ["web", "Running", "demo-1"] for line in lines)
+    assert any(line.split()[:3] == ["backup-once", "Succeeded", "demo-1"] for line in lines)
+    assert any("Pod/probe waits for a node: it is pinned to node edge-1" in x for x in lines)
+    assert "added spec.containers.web.env.GREETING: None -> 'hello'" in first.output
+    assert "pod.update Pod/web run" in first.output and "✓ containers.update" in first.output
+    assert "rollback pod/web to revision" in first.output
+    assert "node daemon running" in first.output
 
-    second = runner.invoke(cli, ["demo", "--state-dir", str(state), "--node", "demo-1"])
+    second = runner.invoke(cli, ["demo", *where(demo_dir), "--node", "demo-1"])
     assert second.exit_code == 0, second.output
-    assert "applied" not in second.output.split("edit Pod/web")[0]
-    assert "rollback Pod/web to revision 3: written as revision 5" in second.output
+    assert "the node daemon already runs" in second.output
+    assert "apply Pod/web: unchanged" in second.output
 
 
-def test_demo_down_stops_its_pods_and_removes_their_namespaces(state: Path) -> None:
+def test_demo_down_stops_the_node_and_its_pods_and_removes_their_namespaces(
+    demo_dir: Path,
+) -> None:
     runner = CliRunner()
-    assert (
-        runner.invoke(cli, ["demo", "--state-dir", str(state), "--node", "demo-1"]).exit_code == 0
-    )
+    assert runner.invoke(cli, ["demo", *where(demo_dir), "--node", "demo-1"]).exit_code == 0
     assert os.path.exists("/run/netns/edgenode-web")
-    down = runner.invoke(cli, ["demo", "--down", "--state-dir", str(state)])
+    down = runner.invoke(cli, ["demo", "--down", *where(demo_dir)])
     assert down.exit_code == 0, down.output
-    assert "pod web stopped and deleted" in down.output
-    assert not os.path.exists("/run/netns/edgenode-web") and not state.exists()
+    assert "node daemon" in down.output and "pod web stopped and deleted" in down.output
+    assert not os.path.exists("/run/netns/edgenode-web")
+    assert not (demo_dir / "state").exists()
 
 
-def test_demo_refuses_an_invalid_example_and_writes_nothing(tmp_path: Path) -> None:
+def test_demo_refuses_an_invalid_example_and_starts_nothing(tmp_path: Path) -> None:
     examples = tmp_path / "examples"
     examples.mkdir()
     (examples / "bad.yaml").write_text("kind: Pod\nmetadata: {name: web}\nspec: {}\n")
-    result = CliRunner().invoke(
-        cli, ["demo", "--state-dir", str(tmp_path / "state"), "--examples", str(examples)]
-    )
+    result = CliRunner().invoke(cli, ["demo", *where(tmp_path), "--examples", str(examples)])
     assert result.exit_code == 2
     assert "bad.yaml, document 1 (Pod web)" in result.output
     assert "spec.containers" in result.output
