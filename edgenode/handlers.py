@@ -8,7 +8,6 @@ and are validated here, so the CLI process never imports the object model.
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,18 +202,11 @@ class Handlers:
         kind, name = _ref(args["ref"])
 
         def render() -> str:
-            from rich.console import Console  # noqa: PLC0415
-
-            from edgenode.offline import render_description  # noqa: PLC0415
-
             try:
                 described = local.describe(self.store, kind, name, state_dir=self.d.state_dir)
             except local.UnknownObjectError as exc:
                 raise ApiError(str(exc), EXIT_NOT_FOUND) from None
-            buf = io.StringIO()
-            console = Console(file=buf, width=int(args.get("width") or 100), no_color=True)
-            render_description(console, described)
-            return buf.getvalue()
+            return "\n".join(local.describe_lines(described))
 
         return await asyncio.to_thread(render)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lmdb
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
@@ -401,3 +402,77 @@ def describe(store: Store, kind: str, name: str, *, state_dir: Path) -> Descript
         defaults=defaults,
         sandbox=_features(status) if kind == "Node" else (),
     )
+
+
+# -- describe, as text -------------------------------------------------------------------------
+
+
+def _yaml_block(value: object) -> str:
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return "\n".join("  " + line for line in text.rstrip("\n").splitlines())
+
+
+def _pairs(title: str, values: dict[str, str]) -> str:
+    if not values:
+        return f"{title:<13}<none>"
+    lines = [f"{k}={v}" for k, v in values.items()]
+    return f"{title:<13}" + ("\n" + " " * 13).join(lines)
+
+
+def describe_lines(d: Description) -> list[str]:
+    """What `describe` prints, line by line (plain text: the CLI adds colour)."""
+    out: list[str] = []
+    out.append(f"{'Kind:':<13}{d.kind}")
+    out.append(f"{'Name:':<13}{d.name}")
+    out.append(f"{'Revision:':<13}{d.revision}")
+    out.append(_pairs("Labels:", d.labels))
+    out.append(_pairs("Annotations:", d.annotations))
+    out.append("Spec:" + ("" if d.spec else " <none>"))
+    if d.spec:
+        out.append(_yaml_block(d.spec))
+    if d.assignment:
+        out.append("Assignment:")
+        out.append(_yaml_block(d.assignment))
+    status = dict(d.status or {})
+    if d.kind == "Node":
+        status.pop("sandbox", None)  # shown under Security
+    out.append("Status:" + ("" if status else " <none reported>"))
+    if status:
+        out.append(_yaml_block(status))
+    out.append("Security:")
+    if d.kind == "Node":
+        _sandbox_lines(out, d.sandbox)
+        return out
+    out.append("  Sandbox defaults in force:")
+    for default in d.defaults:
+        out.append(f"    {default}")
+    if not d.defaults:
+        out.append("    none: every default is lifted by a relaxation below")
+    if not d.relaxations:
+        out.append("  Relaxations: none")
+        return out
+    out.append("  Relaxations (insecure settings, acknowledged and confirmed):")
+    name_w = max(len(r.relaxation.name) for r in d.relaxations)
+    where_w = max(len(r.relaxation.where) for r in d.relaxations)
+    for r in d.relaxations:
+        since = (
+            f"(since revision {r.since.revision}, by {r.since.manager})"
+            if r.since
+            else "(not recorded in history)"
+        )
+        out.append(
+            f"    {r.relaxation.name.ljust(name_w)}  {r.relaxation.where.ljust(where_w)}  {since}"
+        )
+        if r.relaxation.what:
+            out.append(f"      {r.relaxation.what}")
+    return out
+
+
+def _sandbox_lines(out: list[str], features: tuple[Feature, ...]) -> None:
+    if not features:
+        out.append("  Sandbox: <not reported by the node yet>")
+        return
+    out.append("  Sandbox on this node:")
+    for f in features:
+        state = "available" if f.available else "unavailable"
+        out.append(f"    {f.label}: {state}" + (f" — {f.detail}" if f.detail else ""))

@@ -17,10 +17,8 @@ from typing import NoReturn
 
 import click
 import structlog
-import yaml
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from edgenode import demo as _demo
 from edgenode import local
@@ -28,6 +26,7 @@ from edgenode._confirm import Unconfirmed, parse_confirmations, unconfirmed
 from edgenode._protocol import ApiError
 from edgenode.objects import FieldProblem, Manifest, ManifestError, duplicate_problems
 from edgenode.objects.manifest import load_manifests
+from edgenode.verbs import color_line
 from sandbox._image import ImageNotFoundError
 from sandbox.busybox import BusyboxMissingError, build_image
 from sandbox.images import Image, ImageStore, ImageStoreError, normalize_name
@@ -493,76 +492,8 @@ def describe(ref: str, state_dir: Path, node: str | None) -> None:
     render_description(Console(highlight=False, soft_wrap=True), description)
 
 
-def _yaml_block(value: object) -> str:
-    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    return "\n".join("  " + line for line in text.rstrip("\n").splitlines())
-
-
-def _pairs(title: str, values: dict[str, str]) -> str:
-    if not values:
-        return f"{title:<13}<none>"
-    lines = [f"{k}={v}" for k, v in values.items()]
-    return f"{title:<13}" + ("\n" + " " * 13).join(lines)
-
-
 def render_description(out: Console, d: local.Description) -> None:
-    out.print(f"{'Kind:':<13}{d.kind}", markup=False)
-    out.print(f"{'Name:':<13}{d.name}", markup=False)
-    out.print(f"{'Revision:':<13}{d.revision}", markup=False)
-    out.print(_pairs("Labels:", d.labels), markup=False)
-    out.print(_pairs("Annotations:", d.annotations), markup=False)
-    out.print("Spec:" + ("" if d.spec else " <none>"))
-    if d.spec:
-        out.print(_yaml_block(d.spec), markup=False)
-    if d.assignment:
-        out.print("Assignment:")
-        out.print(_yaml_block(d.assignment), markup=False)
-    status = dict(d.status or {})
-    if d.kind == "Node":
-        status.pop("sandbox", None)  # shown under Security
-    out.print("Status:" + ("" if status else " <none reported>"))
-    if status:
-        out.print(_yaml_block(status), markup=False)
-    out.print("[bold]Security:[/]")
-    if d.kind == "Node":
-        _print_sandbox(out, d.sandbox)
-        return
-    out.print("  Sandbox defaults in force:")
-    for default in d.defaults:
-        out.print(f"    {default}", markup=False)
-    if not d.defaults:
-        out.print("    none: every default is lifted by a relaxation below")
-    if not d.relaxations:
-        out.print("  Relaxations: none")
-        return
-    out.print("  [yellow]Relaxations[/] (insecure settings, acknowledged and confirmed):")
-    name_w = max(len(r.relaxation.name) for r in d.relaxations)
-    where_w = max(len(r.relaxation.where) for r in d.relaxations)
-    for r in d.relaxations:
-        since = (
-            f"(since revision {r.since.revision}, by {r.since.manager})"
-            if r.since
-            else "(not recorded in history)"
-        )
-        line = Text("    ")
-        line.append(r.relaxation.name.ljust(name_w), style="yellow")
-        line.append(f"  {r.relaxation.where.ljust(where_w)}  {since}")
-        out.print(line)
-        if r.relaxation.what:
-            out.print(f"      {r.relaxation.what}", markup=False)
-
-
-def _print_sandbox(out: Console, features: tuple[local.Feature, ...]) -> None:
-    if not features:
-        out.print("  Sandbox: <not reported by the node yet>")
-        return
-    out.print("  Sandbox on this node:")
-    for f in features:
-        line = Text(f"    {f.label}: ")
-        if f.available:
-            line.append("available", style="green")
-        else:
-            line.append("unavailable", style="bold red")
-        if f.detail:
-            line.append(f" — {f.detail}")
-        out.print(line)
+    """Print a description, with what is unavailable or insecure in colour on a terminal."""
+    del out  # the text is plain; colour is added per line
+    for line in local.describe_lines(d):
+        click.echo(color_line(line))

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,6 +110,9 @@ def up(
 
     SIGTERM or SIGINT stops it; pods keep running and the next start adopts them.
     """
+    # structlog loads rich for its console renderer when rich is installed; the daemon logs
+    # JSON and never draws, so it goes without (about 6 MB of its memory).
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
     from edgenode.run import run_daemon  # noqa: PLC0415
 
     raise SystemExit(
@@ -163,6 +162,8 @@ def _send_with_confirmation(
     except ApiError as exc:
         if exc.exit != EXIT_UNCONFIRMED or not ask:
             fail(verb, exc)
+        import re  # noqa: PLC0415 - the common path does not need it
+
         names = sorted(set(re.findall(r"--confirm-insecure=([a-z-]+)", exc.message)))
         click.echo(exc.message.rsplit("\n", 1)[0], err=True)
         for name in names:
@@ -365,7 +366,16 @@ def describe(
 
         ctx.invoke(offline.describe, ref=ref, state_dir=state_dir, node=node)
         return
-    click.echo(request(socket_path, "describe", ref=ref).rstrip())
+    for line in request(socket_path, "describe", ref=ref).splitlines():
+        click.echo(color_line(line))
+
+
+def color_line(line: str) -> str:
+    """A describe line, with what the node's sandbox lacks in red."""
+    if ": unavailable" in line:
+        head, _, tail = line.partition(": unavailable")
+        return head + ": " + click.style("unavailable", fg="red", bold=True) + tail
+    return line
 
 
 @click.command()
@@ -386,6 +396,9 @@ def delete(ref: str, socket_path: str | None) -> None:
 @socket_option
 def edit(ref: str, confirmations: tuple[str, ...], socket_path: str | None) -> None:
     """Edit an object's metadata and spec in $EDITOR; saving writes one change."""
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
     import yaml  # noqa: PLC0415
 
     (obj,) = request(socket_path, "get", kind=ref.split("/", 1)[0], name=ref.split("/", 1)[-1])
@@ -449,6 +462,8 @@ def set_(
 @socket_option
 def history(ref: str, output: str, socket_path: str | None) -> None:
     """Every revision of an object: who wrote it, as which manager, when, which fields."""
+    import time  # noqa: PLC0415
+
     revs: list[dict[str, Any]] = request(socket_path, "history", ref=ref)
     if output in ("json", "yaml"):
         _dump(revs, output)
