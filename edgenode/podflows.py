@@ -9,10 +9,12 @@ failing step:
     pod.restart  containers.restart -> status.publish
     pod.delete   containers.stop -> sandbox.delete
 
-A pod's spec may insert its own steps (``spec.workflow``): executables from the node's hooks
-directory (``<state>/hooks``), run before or after a named step with a JSON context on stdin;
-one may veto the run or add annotations (see docs/workflows.md). Only executables the node's
-administrator put there can run: a pod spec chooses among them, it cannot name any program.
+A pod's spec may insert its own steps (``spec.workflow``), and the node's administrator steps
+for every pod (``<state>/hooks/workflow.yaml``, the same shape): executables from the node's
+hooks directory (``<state>/hooks``), run before or after a named step with a JSON context on
+stdin; one may veto the run or add annotations (see docs/workflows.md). Only executables the
+node's administrator put there can run: a pod spec chooses among them, it cannot name any
+program.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import asyncio
 import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+import yaml
 
 from edgenode._reconcile import Desired
 from edgenode._workflow import (
@@ -36,6 +40,8 @@ from edgenode._workflow import (
     to_mermaid,
     to_text,
 )
+from edgenode.objects import PodWorkflow
+from edgenode.objects._checks import POD_STEPS
 from edgenode.workflows import Engine, Recorder, StepContext, StepError
 from sandbox._spec import PodDef
 
@@ -45,6 +51,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("edgenode.podflows")
 
 LOG_TAIL = 5
+NODE_STEPS = "workflow.yaml"
+"""The node's own workflow steps, in its hooks directory."""
 START = (
     Step("image.ensure", timeout_s=600.0),
     Step("sandbox.create", after=("image.ensure",), timeout_s=60.0),
@@ -83,23 +91,50 @@ class PodFlows:
     # -- user steps ---------------------------------------------------------------------------
 
     def user_steps(self, name: str) -> list[UserStep]:
+        """The node's own steps (hooks/workflow.yaml, for every pod), then the pod's."""
         doc = self.d.store.get("Pod", name) or {}
-        steps = ((doc.get("spec") or {}).get("workflow") or {}).get("steps") or {}
-        out = []
-        for step_name, s in sorted(steps.items()):
-            program = os.path.join(self.d.hooks_dir, s["run"])
-            out.append(
-                UserStep(
-                    name=f"user.{step_name}",
-                    run=program,
-                    args=tuple(s.get("args") or ()),
-                    before=s.get("before"),
-                    after=s.get("after"),
-                    timeout_s=float(s.get("timeoutSeconds", 30)),
-                    on_failure=s.get("onFailure", "fail"),
+        pod_steps = ((doc.get("spec") or {}).get("workflow") or {}).get("steps") or {}
+        return [
+            *self._steps("node", self.node_steps()),
+            *self._steps("user", pod_steps),
+        ]
+
+    def node_steps(self) -> Mapping[str, Any]:
+        """Steps the node's administrator adds to every pod's workflows, from
+        ``<hooks>/workflow.yaml`` (the same shape as a pod's ``spec.workflow``). A file that
+        does not validate fails every pod workflow with the reason: a step meant to guard
+        pods (a veto) is never skipped silently."""
+        path = Path(self.d.hooks_dir) / NODE_STEPS
+        if not path.exists():
+            return {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            checked = PodWorkflow.model_validate(raw)
+        except (OSError, yaml.YAMLError, ValueError) as exc:
+            raise StepError(f"the node's {path} is not valid: {exc}") from None
+        steps: dict[str, Any] = checked.model_dump(by_alias=True, exclude_none=True)["steps"]
+        for step_name, step in steps.items():
+            point = step.get("before") or step.get("after")
+            if point not in POD_STEPS or (step.get("before") and step.get("after")):
+                raise StepError(
+                    f"the node's {path}: step {step_name}: expected exactly one of before/after "
+                    f"naming one of {', '.join(sorted(POD_STEPS))}, got {point!r}"
                 )
+        return steps
+
+    def _steps(self, prefix: str, steps: Mapping[str, Any]) -> list[UserStep]:
+        return [
+            UserStep(
+                name=f"{prefix}.{step_name}",
+                run=os.path.join(self.d.hooks_dir, s["run"]),
+                args=tuple(s.get("args") or ()),
+                before=s.get("before"),
+                after=s.get("after"),
+                timeout_s=float(s.get("timeoutSeconds", 30)),
+                on_failure=s.get("onFailure", "fail"),
             )
-        return out
+            for step_name, s in sorted(steps.items())
+        ]
 
     # -- the workflows ------------------------------------------------------------------------
 
@@ -109,7 +144,24 @@ class PodFlows:
     async def _run(
         self, flow: str, steps: Sequence[Step], d: Desired, runners: Mapping[str, Any]
     ) -> RunRecord:
-        workflow = build(flow, steps, self.user_steps(d.name))
+        try:
+            extra = self.user_steps(d.name)
+        except StepError as exc:
+            # Recorded as a failed run, so `why` shows it.
+            failing = build(flow, [Step("workflow.config", timeout_s=5.0)])
+            reason = str(exc)
+
+            async def fail(ctx: StepContext) -> None:
+                raise StepError(reason)
+
+            return await self.engine.run(
+                failing, f"Pod/{d.name}", {"workflow.config": fail}, self._context(d)
+            )
+        names = {s.name for s in steps}
+        # A step placed at a point this workflow lacks (after containers.start, in pod.update)
+        # belongs to the other workflows.
+        here = [u for u in extra if u.point[1] in names]
+        workflow = build(flow, steps, here)
         return await self.engine.run(workflow, f"Pod/{d.name}", runners, self._context(d))
 
     async def start(self, d: Desired) -> RunRecord:

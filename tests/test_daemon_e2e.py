@@ -156,6 +156,60 @@ def test_delete_stops_the_pod_and_removes_its_sandbox(node: Node) -> None:
     assert node.cli("get", "pod", "gone").returncode == 4
 
 
+def test_the_api_socket_is_roots_alone(node: Node) -> None:
+    import stat
+
+    assert stat.S_IMODE(os.stat(node.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(node.socket)).st_mode) == 0o700
+
+
+def test_a_node_step_from_the_hooks_directory_runs_in_every_pod_start(node: Node) -> None:
+    hooks = node.state_dir / "hooks"
+    hooks.mkdir(exist_ok=True)
+    audit = hooks / "audit.sh"
+    audit.write_text(
+        '#!/bin/sh\nread ctx\necho "{\\"annotations\\": {\\"audited\\": \\"yes\\"}}"\n'
+    )
+    audit.chmod(0o755)
+    config = hooks / "workflow.yaml"
+    config.write_text("steps:\n  audit: {run: audit.sh, after: containers.start}\n")
+    try:
+        path = manifest(node, "audited", POD.replace("name: web", "name: audited"))
+        node.ok("apply", "-f", path)
+        running(node, "pod/audited")
+        text = node.ok("workflow", "pod/audited")
+        assert "✓ node.audit" in text and "audited=yes" in text
+    finally:
+        config.unlink()
+        node.ok("delete", "pod/audited")
+
+
+def test_sigterm_stops_the_daemon_cleanly_and_pods_keep_running(node: Node) -> None:
+    running(node, "pod/web")
+    pid = container_pid(node, "web", "web")
+    assert node.process is not None
+    node.process.send_signal(signal.SIGTERM)
+    assert node.process.wait(60) == 0
+    node.process = None
+    assert '"event": "daemon_stopped"' in node.log()
+    assert not os.path.exists(node.socket) and Path(f"/proc/{pid}").exists()
+    node.start()
+    running(node, "pod/web")
+    assert container_pid(node, "web", "web") == pid
+
+
+def test_shell_completion_is_available() -> None:
+    done = subprocess.run(
+        [EDGENODE],
+        env={**os.environ, "_EDGENODE_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "complete" in done.stdout and "_EDGENODE_COMPLETE" in done.stdout
+
+
 def test_a_killed_daemon_restarted_without_network_finds_everything(node: Node) -> None:
     running(node, "pod/web")
     pid = container_pid(node, "web", "web")

@@ -42,6 +42,7 @@ from edgenode.objects._pod import (
     PodPhase,
     PodSpec,
     PodStatus,
+    PodWorkflow,
     Port,
     Protocol,
     Resources,
@@ -51,6 +52,7 @@ from edgenode.objects._pod import (
     SecurityContext,
     Volume,
     VolumeMount,
+    WorkflowStep,
 )
 from edgenode.objects._quantity import cpu_millis, memory_bytes
 from edgenode.objects._security import (
@@ -89,6 +91,7 @@ __all__ = [
     "PodSpec",
     "PodStatus",
     "PodTemplate",
+    "PodWorkflow",
     "Port",
     "Protocol",
     "QuantityError",
@@ -102,6 +105,7 @@ __all__ = [
     "Version",
     "Volume",
     "VolumeMount",
+    "WorkflowStep",
     "check_document",
     "container_relaxations",
     "cpu_millis",
