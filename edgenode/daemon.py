@@ -53,6 +53,9 @@ log = structlog.get_logger("edgenode.daemon")
 
 DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
 RESYNC_S = 10.0
+RETRY_S = 1.0
+RETRY_MAX_S = 60.0
+"""A pod whose workflow failed is tried again after 1 s, doubling up to a minute."""
 
 
 @dataclass
@@ -71,6 +74,8 @@ class NodeState:
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
     refusals: dict[str, Refusal] = field(default_factory=dict)
     last_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Pods whose last workflow failed: how many times in a row, and when to retry."""
 
 
 class Daemon:
@@ -192,33 +197,54 @@ class Daemon:
     async def reconcile_once(self) -> float | None:
         desired = await asyncio.to_thread(self._desired)
         observed = await asyncio.to_thread(self._observed)
-        plan = reconcile(desired, observed, now=time.time(), live_resize=default_live_resize)
-        self._apply(plan, desired)
+        now = time.time()
+        plan = reconcile(desired, observed, now=now, live_resize=default_live_resize)
+        self._apply(plan, desired, observed, now=now)
         self.state.waiting = {
             pod: {c: w for c, w in containers.items()} for pod, containers in plan.waiting.items()
         }
         await asyncio.to_thread(self._publish_statuses, desired)
-        return plan.next_wake
+        retries = [at for _, at in self.state.failures.values() if at > now]
+        wakes = [w for w in (plan.next_wake, min(retries, default=None)) if w is not None]
+        return min(wakes, default=None)
 
-    def _apply(self, plan: Plan, desired: Mapping[str, Desired]) -> None:
+    def _apply(
+        self,
+        plan: Plan,
+        desired: Mapping[str, Desired],
+        observed: Mapping[str, Observed],
+        *,
+        now: float,
+    ) -> None:
         for name in plan.start:
-            self._launch(name, self.flows.start(desired[name]))
+            self._launch(name, self.flows.start(desired[name]), now=now)
         for name, actions in plan.update.items():
             if all(a == "keep" for a in actions.values()):
                 # Only the revision moved (status, assignment, labels): nothing to run.
                 self.sandbox.set_meta(name, {"revision": desired[name].revision})
                 continue
-            self._launch(name, self.flows.update(desired[name]))
+            self._launch(name, self.flows.update(desired[name]), now=now)
         for name, containers in plan.restart.items():
-            if name in desired:
-                self._launch(name, self.flows.restart(desired[name], containers, due=True))
+            if name not in desired:
+                continue
+            states = observed[name].containers if name in observed else {}
+            if states and all(c.state == "created" for c in states.values()):
+                # Never started (its pod.start failed before that): start it again the whole
+                # way, its own steps (a veto) included.
+                self._launch(name, self.flows.start(desired[name]), now=now)
+            else:
+                work = self.flows.restart(desired[name], containers, due=True)
+                self._launch(name, work, now=now)
         for name in plan.delete:
-            self._launch(name, self.flows.delete(name))
+            self._launch(name, self.flows.delete(name), now=now, retry=False)
         for name in plan.recreate:
-            self._launch(name, self.flows.recreate(desired[name]))
+            self._launch(name, self.flows.recreate(desired[name]), now=now)
 
-    def _launch(self, name: str, work: Any) -> None:
-        if name in self.state.busy:
+    def _launch(self, name: str, work: Any, *, now: float, retry: bool = True) -> None:
+        """Run a workflow for pod `name` unless one runs, or its last one failed and its
+        retry is not due (1 s after the first failure, doubling up to a minute)."""
+        failed = self.state.failures.get(name)
+        if name in self.state.busy or (retry and failed is not None and failed[1] > now):
             work.close()
             return
         task = asyncio.create_task(work, name=f"pod-{name}")
@@ -226,8 +252,19 @@ class Daemon:
 
         def done(t: asyncio.Task[Any]) -> None:
             self.state.busy.pop(name, None)
-            if not t.cancelled() and t.exception() is not None:
+            if t.cancelled():
+                return
+            if t.exception() is not None:
                 log.error("workflow_crashed", pod=name, error=repr(t.exception()))
+                outcome = "failed"
+            else:
+                outcome = getattr(t.result(), "outcome", "succeeded")
+            if outcome == "failed":
+                count = self.state.failures.get(name, (0, 0.0))[0] + 1
+                delay = min(RETRY_MAX_S, RETRY_S * 2 ** (count - 1))
+                self.state.failures[name] = (count, time.time() + delay)
+            else:
+                self.state.failures.pop(name, None)
             self.wake()
 
         task.add_done_callback(done)

@@ -168,7 +168,13 @@ class PodFlows:
         meta = {"revision": d.revision}
 
         async def create(ctx: StepContext) -> None:
-            await asyncio.to_thread(self.d.sandbox.create_pod, d.pod, meta=meta)
+            sandbox = self.d.sandbox
+            if d.name in sandbox.pods():
+                # Left by an earlier start that failed before its containers ran.
+                if sandbox.definition(d.name) == d.pod:
+                    return
+                await asyncio.to_thread(sandbox.delete_pod, d.name, grace_s=0)
+            await asyncio.to_thread(sandbox.create_pod, d.pod, meta=meta)
 
         async def start(ctx: StepContext) -> None:
             await asyncio.to_thread(self.d.sandbox.start_pod, d.name)

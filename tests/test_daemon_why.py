@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -93,6 +94,14 @@ def test_why_names_a_user_steps_veto(node: Node) -> None:
     lines = why_when(node, "pod/gated", "user.gate")
     assert lines[0].startswith("Pod/gated: pod.start failed at step user.gate:")
     assert "maintenance window until 18:00" in lines[0]
+    # Retried with backoff, through the gate every time: the container never runs.
+    time.sleep(3.5)
+    again = node.ok("why", "pod/gated").splitlines()[0]
+    assert again.startswith("Pod/gated: pod.start failed at step user.gate:")
+    status = node.state_dir / "pods" / "gated" / "containers" / "main" / "status.json"
+    assert not status.exists()
+    runs = node.ok("workflow", "pod/gated")
+    assert runs.splitlines()[0].startswith("pod.start Pod/gated") and "vetoed" in runs
 
 
 def test_why_points_at_the_seccomp_filter_for_a_denied_action(node: Node) -> None:
