@@ -1,3 +1,3 @@
-from edgenode.cli import main
+from edgenode.fastcli import main
 
 main()

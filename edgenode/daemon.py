@@ -3,8 +3,9 @@
 Theory of operation. `Daemon.run` opens the node's store, image store, sandbox and workflow
 records, publishes the node's own Node object (its sandbox report), takes over the pods that
 were running before it started (`Sandbox.adopt`), serves the local API (`edgenode.server`),
-and reconciles: on every change to a Pod in the store, on every end of a workflow, at the
-next time a restart is due, and every `resync_s` anyway, it reads what should run here
+and reconciles: on every change to a Pod in the store, on every end of a workflow, when a
+container starts or exits (its monitor's status file changes), at the next time a restart is
+due, and every `resync_s` anyway, it reads what should run here
 (pods assigned to this node) and what runs (the sandbox), asks the pure reconciler
 (`edgenode._reconcile`) for a plan, and applies each item as a workflow
 (`edgenode.podflows`): start, update in place, restart, delete. A pod has at most one
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -43,6 +45,7 @@ from edgenode.local import open_store
 from edgenode.objects import ObjectError
 from edgenode.podspec import pod_def, stored_pod
 from sandbox._lifecycle import Backoff
+from sandbox._spec import PodDef
 from sandbox.busybox import ensure_busybox
 from sandbox.host import features
 from sandbox.images import ImageStore
@@ -53,6 +56,8 @@ log = structlog.get_logger("edgenode.daemon")
 
 DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
 RESYNC_S = 10.0
+RUNS_POLL_S = 0.5
+"""How often the daemon looks for containers that started or exited (a few stat calls)."""
 RETRY_S = 1.0
 RETRY_MAX_S = 60.0
 """A pod whose workflow failed is tried again after 1 s, doubling up to a minute."""
@@ -103,6 +108,7 @@ class Daemon:
         self.flows = PodFlows(self)
         self.state = NodeState()
         self._wake = asyncio.Event()
+        self._defs: dict[str, tuple[str, PodDef]] = {}
         self._stopping = False
 
     # -- facts for others --------------------------------------------------------------------
@@ -141,6 +147,7 @@ class Daemon:
         server = await serve(self, self.socket_path)
         loops = [
             asyncio.create_task(self._watch_loop(), name="watch"),
+            asyncio.create_task(self._runs_loop(), name="runs"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
         ]
         log.info("daemon_ready", node=self.name, socket=self.socket_path)
@@ -178,6 +185,30 @@ class Daemon:
     async def _watch_loop(self) -> None:
         async for _event in self.store.watch(kinds=["Pod", "Node"]):
             self.wake()
+
+    async def _runs_loop(self) -> None:
+        """Wake the reconciler when a container's run changes (it started, it exited): each
+        run's monitor rewrites its status.json, so their modification times tell."""
+        seen: dict[str, int] = {}
+        while not self._stopping:
+            now_seen = self._run_stamps()
+            if now_seen != seen:
+                seen = now_seen
+                self.wake()
+            await asyncio.sleep(RUNS_POLL_S)
+
+    def _run_stamps(self) -> dict[str, int]:
+        stamps: dict[str, int] = {}
+        pods = self.sandbox.pods_dir
+        with contextlib.suppress(FileNotFoundError):
+            for pod in os.scandir(pods):
+                containers = os.path.join(pod.path, "containers")
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    for c in os.scandir(containers):
+                        with contextlib.suppress(FileNotFoundError):
+                            path = os.path.join(c.path, "status.json")
+                            stamps[path] = os.stat(path).st_mtime_ns
+        return stamps
 
     async def _reconcile_loop(self) -> None:
         next_wake: float | None = None
@@ -304,12 +335,21 @@ class Daemon:
                 assigned = self.name
             if assigned != self.name:
                 continue
-            try:
-                definition = pod_def(name, stored_pod(doc).spec)
-            except (ObjectError, ValueError) as exc:
-                log.warning("pod_not_runnable", pod=name, error=str(exc))
-                continue
+            spec_key = json.dumps(doc.get("spec"), sort_keys=True)
+            cached = self._defs.get(name)
+            if cached is not None and cached[0] == spec_key:
+                definition = cached[1]
+            else:
+                try:
+                    definition = pod_def(name, stored_pod(doc).spec)
+                except (ObjectError, ValueError) as exc:
+                    log.warning("pod_not_runnable", pod=name, error=str(exc))
+                    continue
+                # Each status change is a revision: the spec's translation is kept by content.
+                self._defs[name] = (spec_key, definition)
             desired[name] = Desired(name, int(doc["metadata"]["revision"]), definition)
+        for gone in self._defs.keys() - desired.keys():
+            del self._defs[gone]
         return desired
 
     def _observed(self) -> dict[str, Observed]:

@@ -9,10 +9,9 @@ verb starts in well under 150 ms. ``-o json`` is a stable interface: an object h
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import click
 
 from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
 from edgenode.client import Connection
+from edgenode.fastcli import OUTPUTS, dump, print_applied, print_objects, read_files, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,9 +42,7 @@ offline_state_dir = click.option(
 node_option = click.option(
     "--node", default=None, envvar="EDGENODE_NODE", help="With --state-dir: the node's name."
 )
-output_option = click.option(
-    "-o", "--output", type=click.Choice(["table", "wide", "json", "yaml", "name"]), default="table"
-)
+output_option = click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table")
 
 
 def _stdin_is_tty() -> bool:
@@ -127,28 +125,6 @@ def up(
 
 
 # -- apply, get, describe, delete -------------------------------------------------------------
-
-
-def _read_files(files: Sequence[str]) -> list[dict[str, str]]:
-    out = []
-    for name in files:
-        try:
-            text = sys.stdin.read() if name == "-" else Path(name).read_text()
-        except OSError as exc:
-            click.echo(f"edgenode apply: {name}: cannot read it: {exc.strerror}", err=True)
-            raise SystemExit(EXIT_INVALID) from None
-        out.append({"name": "<stdin>" if name == "-" else name, "text": text})
-    return out
-
-
-def _print_applied(results: Iterable[dict[str, Any]]) -> None:
-    for r in results:
-        line = f"{r['ref']} {r['result']}"
-        if r["result"] != "unchanged":
-            line += f" (revision {r['revision']})"
-        if r.get("insecure"):
-            line += f"; insecure: {', '.join(r['insecure'])} (confirmed)"
-        click.echo(line)
 
 
 def _send_with_confirmation(
@@ -235,85 +211,9 @@ def apply(
         return
     ask = _stdin_is_tty() and "-" not in files
     results = _send_with_confirmation(
-        socket_path, "apply", list(confirmations), ask, files=_read_files(files)
+        socket_path, "apply", list(confirmations), ask, files=read_files(files)
     )
-    _print_applied(results)
-
-
-KIND_COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {}
-
-
-def _status(o: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = o.get("status") or {}
-    return status
-
-
-def _pod_ready(o: dict[str, Any]) -> str:
-    containers = (o.get("spec") or {}).get("containers") or {}
-    running = sum(
-        1 for c in (_status(o).get("containers") or {}).values() if c.get("state") == "running"
-    )
-    return f"{running}/{len(containers)}"
-
-
-def _restarts(o: dict[str, Any]) -> str:
-    return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
-
-
-COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
-    "Pod": [
-        ("NAME", lambda o: o["metadata"]["name"]),
-        ("READY", _pod_ready),
-        ("PHASE", lambda o: _status(o).get("phase", "Pending")),
-        ("RESTARTS", _restarts),
-        ("REVISION", lambda o: str(o["metadata"]["revision"])),
-        ("NODE", lambda o: (o.get("assignment") or {}).get("node") or "<none>"),
-    ],
-    "Node": [
-        ("NAME", lambda o: o["metadata"]["name"]),
-        ("PHASE", lambda o: _status(o).get("phase", "Unknown")),
-        ("REVISION", lambda o: str(o["metadata"]["revision"])),
-        (
-            "LABELS",
-            lambda o: (
-                ",".join(f"{k}={v}" for k, v in (o["metadata"].get("labels") or {}).items())
-                or "<none>"
-            ),
-        ),
-    ],
-    "PinnedDeployment": [
-        ("NAME", lambda o: o["metadata"]["name"]),
-        ("VERSIONS", lambda o: ",".join(sorted((o.get("spec") or {}).get("versions") or {}))),
-        ("REVISION", lambda o: str(o["metadata"]["revision"])),
-    ],
-}
-WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
-    "Pod": [
-        (
-            "IMAGES",
-            lambda o: ",".join(
-                c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
-            ),
-        ),
-        ("MESSAGE", lambda o: _status(o).get("message", "")),
-    ],
-}
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
-
-
-def _dump(value: Any, output: str) -> None:
-    if output == "json":
-        click.echo(json.dumps(value, indent=2, sort_keys=False))
-    else:
-        import yaml  # noqa: PLC0415
-
-        click.echo(yaml.safe_dump(value, sort_keys=False).rstrip())
+    print_applied(results)
 
 
 @click.command()
@@ -327,23 +227,7 @@ def get(kind: str, name: str | None, output: str, socket_path: str | None) -> No
     -o json and -o yaml print the objects (a list without NAME); -o wide adds columns.
     """
     objects: list[dict[str, Any]] = request(socket_path, "get", kind=kind, name=name)
-    if output in ("json", "yaml"):
-        _dump(objects[0] if name else objects, output)
-        return
-    if output == "name":
-        for o in objects:
-            click.echo(f"{o['kind'].lower()}/{o['metadata']['name']}")
-        return
-    if not objects:
-        click.echo(f"No {kind} on this node.", err=True)
-        return
-    real = objects[0]["kind"]
-    columns = COLUMNS.get(real, COLUMNS["PinnedDeployment"][:1]) + (
-        WIDE.get(real, []) if output == "wide" else []
-    )
-    rows = [[title for title, _ in columns]]
-    rows += [[fn(o) for _, fn in columns] for o in objects]
-    click.echo(table(rows))
+    print_objects(kind, name, objects, output)
 
 
 @click.command()
@@ -430,7 +314,7 @@ def edit(ref: str, confirmations: tuple[str, ...], socket_path: str | None) -> N
     results = _send_with_confirmation(
         socket_path, "replace", list(confirmations), ask, ref=ref, document=after
     )
-    _print_applied(results)
+    print_applied(results)
 
 
 @click.command("set")
@@ -450,7 +334,7 @@ def set_(
         ref=ref,
         assignments=list(assignments),
     )
-    _print_applied(results)
+    print_applied(results)
 
 
 # -- history, diff, rollback -------------------------------------------------------------------
@@ -466,7 +350,7 @@ def history(ref: str, output: str, socket_path: str | None) -> None:
 
     revs: list[dict[str, Any]] = request(socket_path, "history", ref=ref)
     if output in ("json", "yaml"):
-        _dump(revs, output)
+        dump(revs, output)
         return
     rows = [["REV", "AUTHOR", "MANAGER", "TIME", "FIELDS"]]
     for r in revs:
@@ -494,7 +378,7 @@ def diff(ref: str, a: int, b: int | None, output: str, socket_path: str | None) 
     """What changed from revision A to revision B (default: the current one)."""
     diffs: list[dict[str, Any]] = request(socket_path, "diff", ref=ref, a=a, b=b)
     if output in ("json", "yaml"):
-        _dump(diffs, output)
+        dump(diffs, output)
         return
     if not diffs:
         click.echo("no differences")
@@ -684,7 +568,7 @@ def image_ls(
         return
     images: list[dict[str, Any]] = request(socket_path, "image.ls")
     if output in ("json", "yaml"):
-        _dump(images, output)
+        dump(images, output)
         return
     rows = [["NAME", "DIGEST", "SIZE", "CREATED"]]
     for i in images:

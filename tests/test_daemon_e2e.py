@@ -97,6 +97,59 @@ def test_set_updates_the_pod_in_place_with_history_diff_and_rollback(node: Node)
     assert netns_inode(node, "web") == inode
 
 
+def test_applying_a_changed_command_updates_the_pod_in_place(node: Node) -> None:
+    running(node, "pod/web")
+    inode = netns_inode(node, "web")
+    changed = POD.replace("echo hello $GREETING;", "echo changed $GREETING;")
+    out = node.ok("apply", "-f", manifest(node, "web-changed", changed))
+    assert out.startswith("Pod/web configured (revision ")
+    wait_for(lambda: "changed world" in node.ok("logs", "pod/web"), what="the new command")
+    assert netns_inode(node, "web") == inode
+    node.ok("apply", "-f", manifest(node, "web", POD))  # and back
+    wait_for(lambda: node.ok("logs", "pod/web", "--tail", "1").strip() == "hello world")
+
+
+def test_logs_follow_streams_until_the_container_ends(node: Node) -> None:
+    ticker = """\
+    kind: Pod
+    metadata: {name: ticker}
+    spec:
+      restartPolicy: never
+      containers:
+        main:
+          image: busybox
+          command: [sh, -c, "for i in 1 2 3; do echo tick-$i; sleep 0.3; done"]
+    """
+    node.ok("apply", "-f", manifest(node, "ticker", ticker))
+    wait_for((node.state_dir / "pods" / "ticker").exists, what="the ticker pod")
+    out = node.ok("logs", "pod/ticker", "-f")
+    assert out.split() == ["tick-1", "tick-2", "tick-3"]
+    assert yaml_phase(node, "pod/ticker") == "Succeeded"
+    node.ok("delete", "pod/ticker")
+
+
+def yaml_phase(node: Node, ref: str) -> str:
+    import yaml
+
+    def settled() -> bool:
+        doc = yaml.safe_load(node.ok("get", *ref.split("/"), "-o", "yaml"))
+        return doc["status"].get("phase") in ("Succeeded", "Failed")
+
+    wait_for(settled, what=f"{ref} finished")
+    doc = yaml.safe_load(node.ok("get", *ref.split("/"), "-o", "yaml"))
+    return str(doc["status"]["phase"])
+
+
+def test_images_are_listed_through_the_daemon(node: Node) -> None:
+    table = node.ok("image", "ls").splitlines()
+    assert table[0].split() == ["NAME", "DIGEST", "SIZE", "CREATED"]
+    assert any(line.startswith("busybox:latest") for line in table)
+    listed = json.loads(node.ok("image", "ls", "-o", "json"))
+    assert any("busybox:latest" in i["names"] for i in listed)
+    missing = node.cli("image", "rm", "nosuch:1")
+    assert missing.returncode == 4 and "nosuch" in missing.stderr
+
+
 def test_a_user_writing_status_is_refused_naming_the_owner(node: Node) -> None:
     out = node.cli("set", "pod/web", "status.phase=Failed")
     assert out.returncode == 5, out.stderr

@@ -1,0 +1,206 @@
+"""The plainest forms of the busiest verbs, without loading click; and what all verbs print.
+
+``edgenode get pods`` and ``edgenode apply -f FILE`` are what scripts and operators run most;
+importing click alone takes longer than the rest of such a call. `run` recognises exactly
+these forms (``get KIND [NAME] [-o FORMAT] [--socket PATH]``, ``apply -f FILE...
+[--confirm-insecure NAME]... [--socket PATH]`` when no one is at a terminal to answer a
+question) and answers them with the standard library; anything else, help and errors
+included, goes to the full CLI (`edgenode.verbs`), which prints with the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgenode._protocol import EXIT_INVALID, ApiError
+from edgenode.client import Connection
+
+OUTPUTS = ("table", "wide", "json", "yaml", "name")
+
+
+def read_files(files: Sequence[str]) -> list[dict[str, str]]:
+    out = []
+    for name in files:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        except OSError as exc:
+            print(f"edgenode apply: {name}: cannot read it: {exc.strerror}", file=sys.stderr)
+            raise SystemExit(EXIT_INVALID) from None
+        out.append({"name": "<stdin>" if name == "-" else name, "text": text})
+    return out
+
+
+def print_applied(results: Iterable[dict[str, Any]]) -> None:
+    for r in results:
+        line = f"{r['ref']} {r['result']}"
+        if r["result"] != "unchanged":
+            line += f" (revision {r['revision']})"
+        if r.get("insecure"):
+            line += f"; insecure: {', '.join(r['insecure'])} (confirmed)"
+        print(line)
+
+
+def _status(o: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = o.get("status") or {}
+    return status
+
+
+def _pod_ready(o: dict[str, Any]) -> str:
+    containers = (o.get("spec") or {}).get("containers") or {}
+    running = sum(
+        1 for c in (_status(o).get("containers") or {}).values() if c.get("state") == "running"
+    )
+    return f"{running}/{len(containers)}"
+
+
+def _restarts(o: dict[str, Any]) -> str:
+    return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
+
+
+COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+    "Pod": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("READY", _pod_ready),
+        ("PHASE", lambda o: _status(o).get("phase", "Pending")),
+        ("RESTARTS", _restarts),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+        ("NODE", lambda o: (o.get("assignment") or {}).get("node") or "<none>"),
+    ],
+    "Node": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("PHASE", lambda o: _status(o).get("phase", "Unknown")),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+        (
+            "LABELS",
+            lambda o: (
+                ",".join(f"{k}={v}" for k, v in (o["metadata"].get("labels") or {}).items())
+                or "<none>"
+            ),
+        ),
+    ],
+    "PinnedDeployment": [
+        ("NAME", lambda o: o["metadata"]["name"]),
+        ("VERSIONS", lambda o: ",".join(sorted((o.get("spec") or {}).get("versions") or {}))),
+        ("REVISION", lambda o: str(o["metadata"]["revision"])),
+    ],
+}
+WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
+    "Pod": [
+        (
+            "IMAGES",
+            lambda o: ",".join(
+                c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
+            ),
+        ),
+        ("MESSAGE", lambda o: _status(o).get("message", "")),
+    ],
+}
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def dump(value: Any, output: str) -> None:
+    if output == "json":
+        print(json.dumps(value, indent=2, sort_keys=False))
+    else:
+        import yaml  # noqa: PLC0415
+
+        print(yaml.safe_dump(value, sort_keys=False).rstrip())
+
+
+def print_objects(kind: str, name: str | None, objects: list[dict[str, Any]], output: str) -> None:
+    if output in ("json", "yaml"):
+        dump(objects[0] if name else objects, output)
+        return
+    if output == "name":
+        for o in objects:
+            print(f"{o['kind'].lower()}/{o['metadata']['name']}")
+        return
+    if not objects:
+        print(f"No {kind} on this node.", file=sys.stderr)
+        return
+    real = objects[0]["kind"]
+    columns = COLUMNS.get(real, COLUMNS["PinnedDeployment"][:1]) + (
+        WIDE.get(real, []) if output == "wide" else []
+    )
+    rows = [[title for title, _ in columns]]
+    rows += [[fn(o) for _, fn in columns] for o in objects]
+    print(table(rows))
+
+
+def _parse(argv: Sequence[str]) -> tuple[str, dict[str, list[str]], list[str]] | None:
+    """(verb, options, positionals) for the forms `run` handles, else None."""
+    if not argv or argv[0] not in ("get", "apply"):
+        return None
+    options: dict[str, list[str]] = {}
+    positionals: list[str] = []
+    known = {
+        "get": {"-o", "--output", "--socket"},
+        "apply": {"-f", "--filename", "--confirm-insecure", "--socket"},
+    }[argv[0]]
+    rest = list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        if word.startswith("-") and word != "-":
+            key, eq, value = word.partition("=")
+            if key not in known:
+                return None
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            options.setdefault(key, []).append(value)
+        else:
+            positionals.append(word)
+    return argv[0], options, positionals
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Answer `argv` if it is one of the plain forms (the exit code), else None."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    verb, options, positionals = parsed
+    sockets = options.get("--socket") or []
+    socket = sockets[-1] if sockets else None
+    try:
+        if verb == "get":
+            output = (options.get("-o", []) + options.get("--output", []) or ["table"])[-1]
+            if output not in OUTPUTS or not 1 <= len(positionals) <= 2:
+                return None
+            kind = positionals[0]
+            name = positionals[1] if len(positionals) == 2 else None
+            with Connection(socket) as conn:
+                objects = conn.call("get", kind=kind, name=name)
+            print_objects(kind, name, objects, output)
+            return 0
+        files = options.get("-f", []) + options.get("--filename", [])
+        if positionals or not files or sys.stdin.isatty():
+            return None  # a question may need asking: the full CLI does that
+        confirm = options.get("--confirm-insecure", [])
+        with Connection(socket) as conn:
+            results = conn.call("apply", files=read_files(files), confirm=confirm)
+        print_applied(results)
+        return 0
+    except ApiError as exc:
+        print(f"edgenode {verb}: {exc.message}", file=sys.stderr)
+        return exc.exit
+
+
+def main() -> None:
+    """The `edgenode` command: a plain get or apply here, everything else in `edgenode.cli`."""
+    code = run(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from edgenode.cli import cli  # noqa: PLC0415 - click, only when needed
+
+    cli()
