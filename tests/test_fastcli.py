@@ -1,0 +1,50 @@
+"""The click-free path takes only the plain forms of get and apply; the rest goes to click."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from edgenode.fastcli import _parse, run
+
+
+def test_plain_get_and_apply_forms_are_recognised() -> None:
+    assert _parse(["get", "pods", "-o", "json", "--socket", "/s"]) == (
+        "get",
+        {"-o": ["json"], "--socket": ["/s"]},
+        ["pods"],
+    )
+    assert _parse(["apply", "-f", "a.yaml", "--filename=b.yaml"]) == (
+        "apply",
+        {"-f": ["a.yaml"], "--filename": ["b.yaml"]},
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "pods", "--help"],
+        ["get", "pods", "-o"],
+        ["apply", "-f", "x.yaml", "--state-dir", "/tmp"],
+        ["describe", "pod/web"],
+        ["get", "pods", "-o", "fancy"],
+        ["get"],
+        [],
+    ],
+)
+def test_anything_else_goes_to_the_full_cli(argv: list[str]) -> None:
+    assert run(argv) is None
+
+
+def test_the_fast_path_does_not_import_click() -> None:
+    code = (
+        "import sys; from edgenode.fastcli import run; "
+        "rc = run(['get', 'pods', '--socket', '/nonexistent/sock']); "
+        "print(rc, 'click' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["69", "False"]
+    assert "cannot reach the edgenode daemon" in out.stderr
