@@ -11,11 +11,13 @@ import itertools
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from edgenode._protocol import EXIT_UNAVAILABLE, ApiError, decode, encode
 
 DEFAULT_SOCKET = "/run/edgenode/edgenode.sock"
+DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
 _ids = itertools.count(1)
 
 

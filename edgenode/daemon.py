@@ -26,7 +26,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,6 @@ from store import Op, Store
 
 log = structlog.get_logger("edgenode.daemon")
 
-DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
 RESYNC_S = 10.0
 RUNS_POLL_S = 0.5
 """How often the daemon looks for containers that started or exited (a few stat calls)."""
@@ -68,7 +67,6 @@ class Refusal:
     """Why the last apply of an object was refused (for `why`)."""
 
     message: str
-    at: float
 
 
 @dataclass
@@ -381,7 +379,7 @@ class Daemon:
 
     # -- status -------------------------------------------------------------------------------
 
-    def pod_status(self, name: str, restart_policy: str) -> dict[str, Any]:
+    def pod_status(self, name: str) -> dict[str, Any]:
         """The status this node reports for pod `name`, from the sandbox and the last plan."""
         if name not in self.sandbox.pods():
             return {"phase": "Pending", "node": self.name, "message": "being created"}
@@ -413,12 +411,12 @@ class Daemon:
             status["message"] = "; ".join(messages)
         return status
 
-    def _publish_statuses(self, desired: Mapping[str, Desired]) -> None:
-        for name, d in desired.items():
+    def _publish_statuses(self, names: Iterable[str]) -> None:
+        for name in names:
             if name in self.state.busy:
                 continue
             try:
-                status = self.pod_status(name, d.pod.restart_policy)
+                status = self.pod_status(name)
             except SandboxError:
                 continue
             if self.state.last_status.get(name) == status:

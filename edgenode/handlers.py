@@ -145,12 +145,7 @@ class Handlers:
         confirmed, bad = parse_confirmations(tuple(args.get("confirm") or ()))
         if bad:
             raise ApiError("\n".join(bad) + "\nnothing was applied.", EXIT_INVALID)
-        try:
-            manifests = self._manifests(args["files"])
-        except ApiError as exc:
-            for f in args["files"]:
-                self.d.state.refusals[f"file:{f['name']}"] = Refusal(exc.message, 0.0)
-            raise
+        manifests = self._manifests(args["files"])
         planned = local.plan(self.store, manifests)
         refused = local.creation_refusals(planned)
         if refused:
@@ -159,7 +154,7 @@ class Handlers:
         if missing:
             message = "\n".join(u.render() for u in missing)
             for u in missing:
-                self.d.state.refusals[u.ref] = Refusal(message, 0.0)
+                self.d.state.refusals[u.ref] = Refusal(message)
             raise ApiError(
                 message
                 + f"\n{len(missing)} insecure setting{'s' if len(missing) != 1 else ''} not "

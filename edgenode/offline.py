@@ -23,7 +23,9 @@ from rich.table import Table
 from edgenode import demo as _demo
 from edgenode import local
 from edgenode._confirm import Unconfirmed, parse_confirmations, unconfirmed
-from edgenode._protocol import ApiError
+from edgenode._protocol import EXIT_FAILED as EXIT_STORE
+from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
+from edgenode.client import DEFAULT_STATE_DIR
 from edgenode.objects import FieldProblem, Manifest, ManifestError, duplicate_problems
 from edgenode.objects.manifest import load_manifests
 from edgenode.verbs import color_line
@@ -31,10 +33,6 @@ from sandbox._image import ImageNotFoundError
 from sandbox.busybox import BusyboxMissingError, build_image
 from sandbox.images import Image, ImageStore, ImageStoreError, normalize_name
 from store import LocalStoreError, Store, StoreError
-
-#: Exit status when an input is invalid (nothing was applied).
-EXIT_INVALID = 2
-
 
 _manifest_files = click.option(
     "-f",
@@ -154,9 +152,6 @@ def demo(
 
 # -- edgenode image ------------------------------------------------------------------------------
 
-#: Where a node keeps its state; images live in STATE_DIR/images.
-DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
-
 _state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -164,7 +159,8 @@ _state_dir_option = click.option(
     envvar="EDGENODE_STATE_DIR",
     show_default=True,
     show_envvar=True,
-    help="The node's state directory; images live in STATE_DIR/images.",
+    help="The node's state directory: its key (node.key), versioned store (store/), images "
+    "(images/).",
 )
 
 
@@ -307,20 +303,6 @@ def image_build_busybox(name: str, state_dir: Path) -> None:
 
 # -- edgenode apply, edgenode describe -----------------------------------------------------------
 
-#: Exit status when the node's state directory or store cannot be opened or written.
-EXIT_STORE = 1
-#: Exit status when a change adds an insecure setting nobody confirmed (nothing was applied).
-EXIT_UNCONFIRMED = 3
-
-_node_state_dir_option = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    envvar="EDGENODE_STATE_DIR",
-    show_default=True,
-    show_envvar=True,
-    help="The node's state directory: its key (node.key) and versioned store (store/).",
-)
 _node_option = click.option(
     "--node",
     default=None,
@@ -384,7 +366,7 @@ def _outcome_line(outcome: local.Outcome) -> str:
     help="Confirm that this apply may turn on the relaxation NAME (run-as-root, host-path, ...). "
     "Repeatable; takes comma-separated names too.",
 )
-@_node_state_dir_option
+@_state_dir_option
 @_node_option
 def apply(
     files: tuple[str, ...],
@@ -463,7 +445,7 @@ def apply(
 
 @cli.command()
 @click.argument("ref", metavar="KIND/NAME")
-@_node_state_dir_option
+@_state_dir_option
 @_node_option
 def describe(ref: str, state_dir: Path, node: str | None) -> None:
     """Show one object for people: metadata, spec, status, and its security.

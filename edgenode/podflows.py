@@ -35,7 +35,6 @@ from edgenode._workflow import (
     Step,
     UserStep,
     build,
-    critical_chain,
     to_dot,
     to_mermaid,
     to_text,
@@ -298,6 +297,4 @@ class PodFlows:
             return to_dot(record)
         if fmt == "mermaid":
             return to_mermaid(record)
-        chain = critical_chain(record)
-        del chain  # to_text includes the critical chain
-        return to_text(record)
+        return to_text(record)  # with its critical chain

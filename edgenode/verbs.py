@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
-from edgenode.client import Connection
+from edgenode.client import DEFAULT_STATE_DIR, Connection
 from edgenode.fastcli import OUTPUTS, dump, print_applied, print_objects, read_files, table
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 socket_option = click.option(
     "--socket",
@@ -71,7 +68,7 @@ def fail(verb: str, exc: ApiError) -> Any:
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("/var/lib/edgenode"),
+    default=DEFAULT_STATE_DIR,
     show_default=True,
     envvar="EDGENODE_STATE_DIR",
     help="The node's state: store, images, pods, workflow records.",
@@ -601,6 +598,4 @@ def image_rm(
 @click.pass_context
 def image_build_busybox(ctx: click.Context, name: str, state_dir: Path | None) -> None:
     """Build the busybox image from this node's busybox-static (the daemon does at start)."""
-    _offline_image(
-        ctx, "build-busybox", name=name, state_dir=state_dir or Path("/var/lib/edgenode")
-    )
+    _offline_image(ctx, "build-busybox", name=name, state_dir=state_dir or DEFAULT_STATE_DIR)

@@ -76,7 +76,11 @@ def read(
     current = directory / LOG_NAME
     inode, offset = None, 0
     for path in files(directory):
-        with open(path, "rb") as f:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError:
+            continue  # rotated away since listed: its lines are in the next file
+        with handle as f:
             for raw in f:
                 if path == current and not raw.endswith(b"\n"):
                     break  # being written: picked up by follow

@@ -116,9 +116,10 @@ static void log_open(void) {
     log_size = fstat(log_fd, &st) == 0 ? st.st_size : 0;
 }
 
+/* Rotate so that container.log always exists for a reader: the full file gets a second
+ * name (.1) by a hard link, then a new empty file replaces container.log by rename. */
 static void log_rotate(void) {
-    char from[4200], to[4200];
-    close(log_fd);
+    char from[4200], to[4200], fresh[4200];
     for (int n = log_keep - 1; n >= 1; n--) {
         snprintf(from, sizeof from, "%s.%d", log_path, n);
         snprintf(to, sizeof to, "%s.%d", log_path, n + 1);
@@ -126,11 +127,20 @@ static void log_rotate(void) {
     }
     if (log_keep > 0) {
         snprintf(to, sizeof to, "%s.1", log_path);
-        rename(log_path, to);
-    } else {
-        unlink(log_path);
+        unlink(to);
+        if (link(log_path, to) != 0) fprintf(stderr, "link %s: %s\n", to, strerror(errno));
     }
-    log_open();
+    snprintf(fresh, sizeof fresh, "%s.new", log_path);
+    int fd = open(fresh, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 || rename(fresh, log_path) != 0) {
+        if (fd >= 0) close(fd);
+        ftruncate(log_fd, 0); /* could not replace it: start the same file over */
+        log_size = 0;
+        return;
+    }
+    close(log_fd);
+    log_fd = fd;
+    log_size = 0;
 }
 
 static void log_line(const char *stream, char flag, const char *text, size_t len) {
