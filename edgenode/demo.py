@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -139,9 +140,14 @@ def run(
 def _settled(api: Connection, node: str) -> bool:
     pods = api.call("get", kind="pods")
     mine = [p for p in pods if (p.get("assignment") or {}).get("node") == node]
-    return bool(mine) and all(
-        p.get("status", {}).get("phase") in ("Running", "Succeeded", "Failed") for p in mine
-    )
+
+    def settled(p: dict[str, Any]) -> bool:
+        phase = p.get("status", {}).get("phase")
+        if p["spec"].get("restartPolicy", "always") == "always":
+            return bool(phase == "Running")
+        return phase in ("Succeeded", "Failed")  # a one-shot pod: until it has finished
+
+    return bool(mine) and all(settled(p) for p in mine)
 
 
 def _pods(api: Connection, node: str) -> str:
