@@ -1,4 +1,6 @@
 """Membership, failure detection, desired-state anti-entropy, discovery and the QUIC transport.
 
-The mesh lands in a later milestone; this package holds its place in the layout.
+Landed so far: `_credentials`, the pure core of cluster identity (trust root, cluster id, ULA
+prefix, signed node and operator credentials). Membership, dissemination, discovery and the
+transport follow.
 """
