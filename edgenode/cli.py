@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "why": "edgenode.verbs:why",
     "image": "edgenode.verbs:image",
     "validate": "edgenode.offline:validate",
+    "init": "edgenode.offline:init",
+    "token": "edgenode.offline:token",
     "demo": "edgenode.offline:demo",
 }
 

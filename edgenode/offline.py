@@ -479,3 +479,52 @@ def render_description(out: Console, d: local.Description) -> None:
     del out  # the text is plain; colour is added per line
     for line in local.describe_lines(d):
         click.echo(color_line(line))
+
+
+# -- edgenode init, edgenode token -----------------------------------------------------------
+
+
+@cli.command("init")
+@_state_dir_option
+@click.option("--name", default=None, help="This node's name (default: the host name).")
+@click.option("--days", type=int, default=365, show_default=True, help="Credential lifetime.")
+def init(*, state_dir: Path, name: str | None, days: int) -> None:
+    """Create a cluster with this node as its first member: its trust root, its id and IPv6
+    ULA prefix, and this node's credential."""
+    import time  # noqa: PLC0415
+
+    from gossip.identity import IdentityError, init_cluster  # noqa: PLC0415
+
+    node = name or local.default_node_name()
+    try:
+        cluster, cred = init_cluster(state_dir, node, now=int(time.time()), days=days)
+    except IdentityError as exc:
+        click.echo(f"edgenode init: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    click.echo(f"cluster {cluster.id} created; its IPv6 ULA prefix is {cluster.ula}")
+    click.echo(f"node {cred.subject} is its first member (credential valid {days} days)")
+    click.echo(
+        f"the trust root's key is {state_dir / 'cluster' / 'root.key'} (root only): whoever "
+        "holds it can admit nodes. Admit one with `edgenode token create`."
+    )
+
+
+@cli.group()
+def token() -> None:
+    """One-time join tokens for new nodes."""
+
+
+@token.command("create")
+@_state_dir_option
+@click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds it is valid.")
+def token_create(*, state_dir: Path, ttl: int) -> None:
+    """Print a one-time join token (shown once; only its digest is kept)."""
+    import time  # noqa: PLC0415
+
+    from gossip.identity import IdentityError, create_join_token  # noqa: PLC0415
+
+    try:
+        click.echo(create_join_token(state_dir, now=int(time.time()), ttl_s=ttl))
+    except IdentityError as exc:
+        click.echo(f"edgenode token: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
