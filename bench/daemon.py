@@ -121,7 +121,7 @@ from sandbox._classes import runtime_argv  # noqa: E402
 from sandbox.containers import read_json  # noqa: E402
 from sandbox.images import ImageStore  # noqa: E402
 from sandbox.netns import NETNS_DIR  # noqa: E402
-from sandbox.pods import Sandbox  # noqa: E402
+from sandbox.pods import Sandbox, node_key  # noqa: E402
 from sandbox.runtimes import detect, require  # noqa: E402
 
 log = structlog.get_logger("bench.daemon")
@@ -642,10 +642,10 @@ def clean_up_run(
 
 
 def netns_of(prefix: str) -> list[str]:
-    """Network namespaces of this run's pods (``edgenode-<pod>``)."""
+    """Network namespaces of this run's pods (``edgenode-<node key>-<pod>``)."""
     if not os.path.isdir(NETNS_DIR):
         return []
-    return sorted(ns for ns in os.listdir(NETNS_DIR) if ns.startswith(f"edgenode-{prefix}"))
+    return sorted(ns for ns in os.listdir(NETNS_DIR) if f"-{prefix}" in ns)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -680,6 +680,7 @@ class Outcome:
     work: str
     daemon_pid: int
     cleanup: dict[str, list[str]]
+    netns_prefix: str
 
 
 def run(sizes: Sizes, where: str | None) -> Outcome:
@@ -692,8 +693,16 @@ def run(sizes: Sizes, where: str | None) -> Outcome:
         bench_apply(b, sizes, report)
         bench_pods(b, sizes, report)
         work = b.daemon.work
+        netns_prefix = f"edgenode-{node_key(b.daemon.state)}-{b.prefix}"
         outcome = Outcome(
-            report, b.samples, str(work.parent), b.prefix, str(work), b.daemon.pid, found
+            report,
+            b.samples,
+            str(work.parent),
+            b.prefix,
+            str(work),
+            b.daemon.pid,
+            found,
+            netns_prefix,
         )
     return outcome
 
@@ -746,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs=sizes.runs,
             sizes=report.sizes,
             samples_ms=outcome.samples,
-            names={"pods": outcome.prefix, "netns": f"edgenode-{outcome.prefix}"},
+            names={"pods": outcome.prefix, "netns": outcome.netns_prefix},
             work_dir=outcome.work,
             daemon_pid=outcome.daemon_pid,
             cleanup=outcome.cleanup,

@@ -141,7 +141,7 @@ class Node:
 
     @property
     def netns_prefix(self) -> str:
-        return f"edgenode-{self.prefix}"
+        return self.sandbox.netns_name(self.prefix)
 
 
 def pod_def(name: str) -> PodDef:
@@ -545,6 +545,7 @@ class Outcome:
     where: str
     prefix: str
     work: str
+    netns_prefix: str
 
 
 def run(sizes: Sizes, where: str | None) -> Outcome:
@@ -552,7 +553,9 @@ def run(sizes: Sizes, where: str | None) -> Outcome:
     with temporary_node(where) as node:
         samples = bench_start(node, sizes, report)
         bench_memory(node, sizes, report)
-        return Outcome(report, samples, str(node.work.parent), node.prefix, str(node.work))
+        return Outcome(
+            report, samples, str(node.work.parent), node.prefix, str(node.work), node.netns_prefix
+        )
 
 
 def log_to_stderr() -> None:
@@ -602,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs=sizes.runs,
             sizes=report.sizes,
             samples_ms=outcome.samples,
-            names={"pods": outcome.prefix, "netns": f"edgenode-{outcome.prefix}"},
+            names={"pods": outcome.prefix, "netns": outcome.netns_prefix},
             work_dir=outcome.work,
             quick=args.quick,
             seconds=elapsed,

@@ -21,6 +21,8 @@ runtime invocations); the daemon runs them in worker threads.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -154,6 +156,16 @@ def process_user(c: ContainerDef, image: ResolvedImage) -> tuple[int, int]:
     return DEFAULT_UID, DEFAULT_GID
 
 
+RUNTIME_ROOT = Path("/run/edgenode-runtime")
+"""Runtime state lives on /run (tmpfs): after a reboot no stale container remains."""
+
+
+def node_key(state_dir: Path) -> str:
+    """Six hex digits naming a node's state directory in shared places (/run/netns, the
+    runtimes' roots)."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:6]
+
+
 def check_traversable(path: Path) -> None:
     """Refuse a state directory that the pods' ids cannot reach: their ids are nobody on the
     host, so every directory above their images must let others pass (the x bit)."""
@@ -192,6 +204,10 @@ class Sandbox:
         self._lock = threading.RLock()
         self.ids = IdTable(state_dir / "sandbox" / "ids.json")
         self.arch = platform.machine()
+        self.key = node_key(state_dir)
+        self.runtime_root = RUNTIME_ROOT / self.key
+        """The runtimes' own state (runc --root): per node, so that two nodes of one machine
+        (a lab, the demo beside the tests) never share a container id or a namespace."""
         self.apparmor = host.apparmor().available
         if self.apparmor:
             host.load_apparmor_profile()
@@ -232,7 +248,11 @@ class Sandbox:
     def _argv(self, runtime_class: str) -> list[str]:
         rt = require(runtime_class, self.runtimes)
         assert rt.binary is not None
-        return runtime_argv(runtime_class, rt.binary, None)
+        return runtime_argv(runtime_class, rt.binary, str(self.runtime_root / runtime_class))
+
+    def netns_name(self, pod: str) -> str:
+        """The pod's network namespace's name: `edgenode-<node key>-<pod>`."""
+        return f"edgenode-{self.key}-{pod}"
 
     # -- the sandbox ------------------------------------------------------------------------
 
@@ -283,13 +303,19 @@ class Sandbox:
         return self.state(pod.name)
 
     def _make_netns(self, pod: str) -> str:
-        return netns.create(f"edgenode-{pod}")
+        return netns.create(self.netns_name(pod))
 
     def _remove_sandbox(self, pod: str, ns_path: str | None) -> None:
         if ns_path is not None:
             netns.remove(os.path.basename(ns_path))
         shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
         self.ids.release(pod)
+        if not self.pods():  # the runtimes' empty state directories go with the last pod
+            for d in sorted(self.runtime_root.glob("*"), reverse=True):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            with contextlib.suppress(OSError):
+                self.runtime_root.rmdir()
 
     def _ids_of(self, pod: str) -> IdRange | None:
         return self.ids.ranges().get(pod)

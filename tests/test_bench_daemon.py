@@ -86,7 +86,7 @@ def test_quick_daemon_bench_prints_every_figure_as_json_and_leaves_nothing_behin
     # Every pod was deleted through the daemon; nothing was left for the cleanup to find.
     assert report["cleanup"] == {"pods": [], "netns": [], "netns_left": []}
     pods, namespace = report["names"]["pods"], report["names"]["netns"]
-    assert namespace.startswith("edgenode-bench-")
+    assert namespace.startswith("edgenode-") and namespace.endswith(pods)
     netns = Path("/run/netns")
     left = [p.name for p in netns.iterdir()] if netns.is_dir() else []
     assert [n for n in left if n.startswith(namespace)] == []
@@ -94,6 +94,8 @@ def test_quick_daemon_bench_prints_every_figure_as_json_and_leaves_nothing_behin
         ["runc", "list", "--quiet"], capture_output=True, text=True, timeout=30, check=True
     )
     assert [c for c in listed.stdout.split() if c.startswith(pods)] == []
+    key = namespace.split("-")[1]  # the node's runtime state went with its last pod
+    assert not Path("/run/edgenode-runtime", key).exists()
     work = report["work_dir"]
     assert not Path(work).exists()  # the node's state, socket, manifests, raw bundle, log
     assert processes_naming(work) == []  # the daemon, the pods' monitors

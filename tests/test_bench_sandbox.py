@@ -66,7 +66,7 @@ def test_quick_bench_prints_every_figure_as_positive_json_and_leaves_nothing_beh
     assert report["machine"]["runc"].startswith("runc version")
 
     pods, namespace = report["names"]["pods"], report["names"]["netns"]
-    assert namespace.startswith("edgenode-bench-")
+    assert namespace.startswith("edgenode-") and namespace.endswith(pods)
     netns = Path("/run/netns")
     left = [p.name for p in netns.iterdir()] if netns.is_dir() else []
     assert [n for n in left if n.startswith(namespace)] == []
@@ -74,6 +74,8 @@ def test_quick_bench_prints_every_figure_as_positive_json_and_leaves_nothing_beh
         ["runc", "list", "--quiet"], capture_output=True, text=True, timeout=30, check=True
     )
     assert [c for c in listed.stdout.split() if c.startswith(pods)] == []
+    key = namespace.split("-")[1]  # the node's runtime state went with its last pod
+    assert not Path("/run/edgenode-runtime", key).exists()
     assert not Path(report["work_dir"]).exists()  # the node's state: pods, images, bundles
     assert monitors_under(report["work_dir"]) == []
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sandboxkit import require_runc
 
 from edgenode.cli import cli
+from sandbox.pods import node_key
 
 
 @pytest.fixture
@@ -60,11 +61,12 @@ def test_demo_down_stops_the_node_and_its_pods_and_removes_their_namespaces(
 ) -> None:
     runner = CliRunner()
     assert runner.invoke(cli, ["demo", *where(demo_dir), "--node", "demo-1"]).exit_code == 0
-    assert os.path.exists("/run/netns/edgenode-web")
+    netns = f"/run/netns/edgenode-{node_key(demo_dir / 'state')}-web"
+    assert os.path.exists(netns)
     down = runner.invoke(cli, ["demo", "--down", *where(demo_dir)])
     assert down.exit_code == 0, down.output
     assert "node daemon" in down.output and "pod web stopped and deleted" in down.output
-    assert not os.path.exists("/run/netns/edgenode-web")
+    assert not os.path.exists(netns)
     assert not (demo_dir / "state").exists()
 
 
