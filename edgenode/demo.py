@@ -168,10 +168,16 @@ def _pods(api: Connection, node: str) -> str:
 def _tour(api: Connection, out: Console) -> None:
     before = api.call("get", kind="pod", name="web")[0]
     rev = before["metadata"]["revision"]
-    last = _last_run(api, "web")
+    before_run = _run_line(api, "web")
     out.print("\n[bold]edit pod/web in place[/]: set spec.containers.web.env.GREETING")
     api.call("set", ref="pod/web", assignments=["spec.containers.web.env.GREETING=hello"])
-    _wait(lambda: _last_run(api, "web") != last, RUN_TIMEOUT_S, "the in-place update")
+
+    def updated() -> bool:
+        line = _run_line(api, "web")
+        ended = "succeeded" in line or "failed" in line
+        return line != before_run and line.startswith("pod.update") and ended
+
+    _wait(updated, RUN_TIMEOUT_S, "the in-place update")
     for d in api.call("diff", ref="pod/web", a=rev):
         if d["path"].startswith("spec."):  # the node's status moved too; the edit is this
             out.print(f"  {d['change']} {d['path']}: {d['before']!r} -> {d['after']!r}")
@@ -184,10 +190,9 @@ def _tour(api: Connection, out: Console) -> None:
         out.print(f"  rev {r['revision']:>3}  {r['manager']:<10} {fields}")
 
 
-def _last_run(api: Connection, pod: str) -> str:
-    """The first line of the pod's last workflow run once it ended ("" while one runs)."""
-    first = str(api.call("workflow", ref=f"pod/{pod}", format="text")).splitlines()[0]
-    return first if ("succeeded" in first or "failed" in first) else ""
+def _run_line(api: Connection, pod: str) -> str:
+    """The first line of the pod's last workflow run: its name, id and outcome."""
+    return str(api.call("workflow", ref=f"pod/{pod}", format="text")).splitlines()[0]
 
 
 def down(state_dir: Path, socket: str, out: Console | None = None) -> list[str]:
