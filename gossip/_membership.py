@@ -1,0 +1,673 @@
+"""Membership and failure detection: SWIM with suspicion, incarnations and Lifeguard health.
+
+Theory of operation. `Membership` is a pure core (STYLE.md §1): it is fed a peer's bytes
+(`receive`) and timer ticks (`handle_timer`), each with an explicit ``now`` in seconds, and the
+caller drains what to send (`messages_to_send`), when to wake it next (`get_timer`, absolute)
+and what happened (`next_event`). Randomness is the injected ``rng``; no clock, no I/O.
+
+- **Probing.** Every protocol period (``probe_interval_s × (1 + lhm)``) this node pings one
+  member, taken round-robin from a list of the alive and suspected members shuffled anew each
+  round (SWIM §4.3; a new member goes in at a random place of the rest of the round). No ack
+  within ``probe_timeout_s × (1 + lhm)``: it asks ``indirect_probes`` random alive members to
+  ping the target for it (ping-req). No ack, direct or relayed, by the end of the period: the
+  target is suspected.
+- **Suspicion (Lifeguard).** A suspected member is declared dead when its suspicion times
+  out. With ``n`` alive or suspected members (this one included) when the suspicion starts::
+
+      min = suspicion_mult × max(1, log10(n)) × probe_interval_s
+      max = suspicion_max_timeout_mult × min
+      k   = suspicion_mult − 2, or 0 if n − 2 < k         (independent confirmations wanted)
+      timeout(c) = max(min, max − (max − min) × log(c + 1) / log(k + 1))   (min if k = 0)
+
+  where ``c`` is the number of *other* members that have also suspected it (at the same
+  incarnation). A member that hears it is suspected (or dead, or left) at an incarnation at
+  least its own refutes: it raises its incarnation above it and gossips itself alive.
+- **Local health (Lifeguard).** ``lhm`` in ``0..max_local_health`` measures how much to
+  distrust our own view: +1 when we had to refute a suspicion of ourselves, +1 for each nack a
+  failed probe's helpers did not send (or +1 for a failed probe that had no helpers), −1 for
+  every probe that was acked. A slow or overloaded node thus probes slower and waits longer
+  before it suspects anyone.
+- **Dissemination.** Every message piggybacks membership updates (one per member, the newest
+  claim) that fit its byte budget, least-sent first, newest first among equals; each update is
+  sent ``retransmit_mult × ceil(log10(n + 1))`` times. A message to a member we believe
+  suspected or dead always carries that belief first, so it can refute at once. A joiner
+  sends ``join`` to its seeds, which answer with their whole member list (``sync``).
+- **Leaving.** `leave` gossips "left" at the current incarnation directly to a few members and
+  stops probing; afterwards this node only acks pings. Others emit `MemberLeft` and never
+  probe it or declare it dead.
+
+The rules for a claim about another member are the table `TRANSITIONS`. Peer bytes that are
+not a valid message become a `MessageRejected` event; nothing a peer sends raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+
+from gossip._membership_wire import (
+    MAX_INCARNATION,
+    MAX_SEQ,
+    Kind,
+    MemberState,
+    Message,
+    NodeId,
+    Rejected,
+    Update,
+    decode,
+    pack,
+    valid_node_id,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "Member",
+    "MemberAlive",
+    "MemberDead",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberState",
+    "MemberSuspected",
+    "Membership",
+    "MembershipConfig",
+    "MembershipError",
+    "MembershipEvent",
+    "MessageRejected",
+    "NodeId",
+]
+
+NACK_AFTER = 0.8
+"""A ping-req helper nacks after this fraction of its ``probe_timeout_s`` without an ack."""
+MIN_MESSAGE_BYTES = 512
+"""The smallest ``max_message_bytes``: room for any header and one update or member record."""
+
+
+class MembershipError(ValueError):
+    """The caller's mistake (a bad config or node id); nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipConfig:
+    """Tuning of the membership protocol. The defaults suit a LAN of up to a few hundred nodes."""
+
+    probe_interval_s: float = 1.0
+    """Seconds per protocol period (one probe each), before local-health scaling; > 0. Lower
+    detects failures sooner at the cost of more traffic; it also scales suspicion timeouts."""
+    probe_timeout_s: float = 0.5
+    """Seconds to wait for a direct ack before asking helpers, before local-health scaling;
+    > 0 and < probe_interval_s. Set it above the network's round trip (p99). Helpers nack after
+    0.8 × this, so nacks arrive in time only if 1.8 × this ≤ probe_interval_s."""
+    indirect_probes: int = 3
+    """How many members (0..16) are asked to ping a target that did not ack. More tolerate
+    more lossy paths; 0 disables indirect probing."""
+    suspicion_mult: int = 4
+    """Minimum suspicion timeout in protocol periods, scaled by max(1, log10(n)); 1..100.
+    Higher gives a suspected member more time to refute (fewer false deaths, slower
+    detection). Also sets the confirmations wanted: suspicion_mult − 2."""
+    suspicion_max_timeout_mult: int = 6
+    """The maximum suspicion timeout (with no independent confirmations), as a multiple of
+    the minimum; 1..100. 1 turns Lifeguard's shrinking timeout off."""
+    retransmit_mult: int = 4
+    """Each update is piggybacked retransmit_mult × ceil(log10(n + 1)) times; 1..100. Higher
+    spreads updates more reliably through lossy networks, at the cost of message room."""
+    max_local_health: int = 8
+    """The cap (0..64) of the local health multiplier: a struggling node probes and times
+    out at most (1 + this) times slower. 0 turns Lifeguard's local health off."""
+    max_message_bytes: int = 1200
+    """Hard cap on every message's size in bytes, sent or accepted; 512..65507. Keep it under
+    the path MTU's payload; larger carries more updates per message."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            seconds = f.name.endswith("_s")
+            allowed: tuple[type, ...] = (int, float) if seconds else (int,)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                want = "a number of seconds" if seconds else "an integer"
+                raise MembershipError(f"MembershipConfig.{f.name}: expected {want}, got {value!r}")
+        self._range("probe_interval_s", 1e-6, 3600.0)
+        self._range("probe_timeout_s", 1e-6, 3600.0)
+        if self.probe_timeout_s >= self.probe_interval_s:
+            raise MembershipError(
+                f"MembershipConfig.probe_timeout_s: expected less than probe_interval_s "
+                f"({self.probe_interval_s}), got {self.probe_timeout_s}; lower it or raise "
+                f"probe_interval_s"
+            )
+        self._range("indirect_probes", 0, 16)
+        self._range("suspicion_mult", 1, 100)
+        self._range("suspicion_max_timeout_mult", 1, 100)
+        self._range("retransmit_mult", 1, 100)
+        self._range("max_local_health", 0, 64)
+        self._range("max_message_bytes", MIN_MESSAGE_BYTES, 65_507)
+
+    def _range(self, name: str, low: float, high: float) -> None:
+        value = getattr(self, name)
+        if not low <= value <= high or (isinstance(value, float) and not math.isfinite(value)):
+            raise MembershipError(f"MembershipConfig.{name}: expected {low}..{high}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node: NodeId
+    state: MemberState
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """A member is new to us, or came back alive after being dead or gone."""
+
+    node: NodeId
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSuspected:
+    node: NodeId
+    incarnation: int
+    by: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAlive:
+    """A suspected member refuted the suspicion (a higher incarnation)."""
+
+    node: NodeId
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDead:
+    node: NodeId
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    node: NodeId
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRejected:
+    """A peer sent bytes that are not a valid message; they were ignored."""
+
+    sender: NodeId
+    reason: str
+
+
+MembershipEvent = (
+    MemberJoined | MemberSuspected | MemberAlive | MemberDead | MemberLeft | MessageRejected
+)
+
+
+class Need(enum.Enum):
+    """What a claim's incarnation must be, against the one we hold, to be accepted."""
+
+    ANY = "any"
+    NEWER = ">"
+    AT_LEAST = ">="
+
+
+_A, _S, _D, _L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+TRANSITIONS: Mapping[
+    tuple[MemberState | None, MemberState], tuple[Need, type[MembershipEvent] | None]
+] = MappingProxyType(
+    {
+        # (what we hold, or None if unknown; the claim) -> (incarnation needed, event)
+        # The new state is always the claim's. A pair not listed is ignored.
+        (None, _A): (Need.ANY, MemberJoined),
+        (_A, _A): (Need.NEWER, None),
+        (_S, _A): (Need.NEWER, MemberAlive),
+        (_D, _A): (Need.NEWER, MemberJoined),
+        (_L, _A): (Need.NEWER, MemberJoined),
+        (_A, _S): (Need.AT_LEAST, MemberSuspected),
+        (_S, _S): (Need.NEWER, MemberSuspected),  # same incarnation: a confirmation instead
+        (_A, _D): (Need.AT_LEAST, MemberDead),
+        (_S, _D): (Need.AT_LEAST, MemberDead),
+        (_A, _L): (Need.AT_LEAST, MemberLeft),
+        (_S, _L): (Need.AT_LEAST, MemberLeft),
+        (_D, _L): (Need.AT_LEAST, MemberLeft),
+    }
+)
+"""How a claim about another member changes what we hold (claims about us are refuted)."""
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: NodeId
+    seq: int
+    indirect_at: float
+    acked: bool = False
+    indirect_sent: bool = False
+    expected_nacks: int = 0
+    nacks: int = 0
+
+
+@dataclass(slots=True)
+class _Relay:
+    requester: NodeId
+    seq: int
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Suspicion:
+    started: float
+    by: NodeId
+    k: int
+    min_s: float
+    max_s: float
+    confirmers: set[NodeId] = field(default_factory=set)
+
+    def deadline(self) -> float:
+        if self.k <= 0:  # too few members to wait for confirmations
+            return self.started + self.min_s
+        c = len(self.confirmers - {self.by})
+        frac = math.log(c + 1) / math.log(self.k + 1)
+        return self.started + max(self.min_s, self.max_s - (self.max_s - self.min_s) * frac)
+
+
+@dataclass(slots=True)
+class _Broadcast:
+    update: Update
+    transmits: int
+    order: int
+
+
+class Membership:
+    """One node's view of the cluster's members; see the module's theory of operation."""
+
+    def __init__(self, *, me: NodeId, config: MembershipConfig, rng: random.Random) -> None:
+        if not valid_node_id(me):
+            raise MembershipError(f"me: expected 1..128 bytes of printable UTF-8, got {me!r}")
+        self._me = me
+        self._config = config
+        self._rng = rng
+        self._members: dict[NodeId, Member] = {me: Member(me, MemberState.ALIVE, 0)}
+        self._events: deque[MembershipEvent] = deque()
+        self._outbox: list[tuple[NodeId, Message]] = []
+        self._broadcasts: dict[NodeId, _Broadcast] = {}
+        self._broadcast_order = 0
+        self._seq = 0
+        self._probe: _Probe | None = None
+        self._next_probe_at: float | None = None
+        self._order: list[NodeId] = []
+        self._order_index = 0
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[NodeId, _Suspicion] = {}
+        self._lhm = 0
+        self._seeds: tuple[NodeId, ...] = ()
+        self._left = False
+        self._rejected = 0
+
+    # -- commands ------------------------------------------------------------------------
+
+    def join(self, seeds: Iterable[NodeId], *, now: float) -> None:
+        """Start probing, and ask ``seeds`` for their member lists (none: a new cluster).
+
+        While this node knows no other member it asks the seeds again every period.
+        """
+        if self._left:
+            raise MembershipError("join after leave: make a new Membership to rejoin")
+        wanted = tuple(dict.fromkeys(s for s in seeds if s != self._me))
+        for seed in wanted:
+            if not valid_node_id(seed):
+                raise MembershipError(f"seeds: {seed!r} is not a valid node id; nothing sent")
+        self._seeds = wanted
+        self._enqueue(self._self_update())
+        for seed in wanted:
+            self._send(seed, Message(Kind.JOIN, updates=(self._self_update(),)))
+        if self._next_probe_at is None:
+            self._next_probe_at = now + self._interval()
+
+    def leave(self, *, now: float) -> None:
+        """Gossip that this node leaves, and stop probing; it then only acks pings."""
+        if self._left:
+            return
+        me = self._members[self._me]
+        self._left = True
+        self._members[self._me] = Member(self._me, MemberState.LEFT, me.incarnation)
+        self._broadcasts.clear()
+        self._enqueue(Update(MemberState.LEFT, self._me, me.incarnation))
+        others = sorted(n for n in self._members if self._probeable(n))
+        for node in self._rng.sample(others, min(len(others), self._retransmit_limit())):
+            self._send(node, Message(Kind.GOSSIP))
+        self._probe = None
+        self._next_probe_at = None
+        self._relays.clear()
+        self._suspicions.clear()
+
+    def receive(self, data: bytes, sender: NodeId, *, now: float) -> None:
+        """Take one message from ``sender`` (as authenticated by the transport)."""
+        result = decode(data, max_bytes=self._config.max_message_bytes)
+        if isinstance(result, Rejected):
+            self._reject(sender, result.reason)
+            return
+        if not valid_node_id(sender) or sender == self._me:
+            self._reject(sender, "bad sender id")
+            return
+        if self._left:
+            if result.kind is Kind.PING:
+                self._send(sender, Message(Kind.ACK, result.seq, self._me))
+            return
+        for update in result.updates:
+            self._apply(update, now)
+        match result.kind:
+            case Kind.PING:
+                self._send(sender, Message(Kind.ACK, result.seq, self._me))
+            case Kind.ACK:
+                self._on_ack(result.seq)
+            case Kind.NACK:
+                probe = self._probe
+                if probe and probe.seq == result.seq and probe.nacks < probe.expected_nacks:
+                    probe.nacks += 1
+            case Kind.PING_REQ:
+                target = result.target
+                if target is not None and target not in (self._me, sender):
+                    seq = self._next_seq()
+                    deadline = now + NACK_AFTER * self._config.probe_timeout_s
+                    self._relays[seq] = _Relay(sender, result.seq, deadline)
+                    self._send(target, Message(Kind.PING, seq, target))
+            case Kind.JOIN:
+                self._send(sender, Message(Kind.SYNC))
+            case Kind.SYNC | Kind.GOSSIP:
+                pass
+
+    def handle_timer(self, *, now: float) -> None:
+        """Act on every deadline that has passed; call it at `get_timer` (or any time)."""
+        if self._left or self._next_probe_at is None:
+            return
+        for seq, relay in list(self._relays.items()):
+            if now >= relay.deadline:
+                del self._relays[seq]
+                self._send(relay.requester, Message(Kind.NACK, relay.seq))
+        probe = self._probe
+        if probe and not probe.acked and not probe.indirect_sent and now >= probe.indirect_at:
+            self._ask_helpers(probe)
+        if now >= self._next_probe_at:
+            self._finish_probe(now)
+            self._start_probe(now)
+        for node, suspicion in list(self._suspicions.items()):
+            if now >= suspicion.deadline():
+                member = self._members[node]
+                self._apply(Update(MemberState.DEAD, node, member.incarnation), now)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The absolute time of the next deadline, or None before `join` and after `leave`."""
+        if self._left or self._next_probe_at is None:
+            return None
+        times = [self._next_probe_at]
+        probe = self._probe
+        if probe and not probe.acked and not probe.indirect_sent:
+            times.append(probe.indirect_at)
+        times.extend(r.deadline for r in self._relays.values())
+        times.extend(s.deadline() for s in self._suspicions.values())
+        return min(times)
+
+    def messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
+        """Everything to send since the last call, each at most ``max_message_bytes``."""
+        out: list[tuple[NodeId, bytes]] = []
+        outbox, self._outbox = self._outbox, []
+        for to, message in outbox:
+            if message.kind is Kind.SYNC:
+                out.extend((to, data) for data in self._sync_messages(to))
+            else:
+                out.append((to, self._with_gossip(to, message)))
+        return out
+
+    def next_event(self) -> MembershipEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def members(self) -> Mapping[NodeId, Member]:
+        """Every member this node has heard of, itself included, with state and incarnation."""
+        return MappingProxyType(self._members)
+
+    @property
+    def me(self) -> NodeId:
+        return self._me
+
+    @property
+    def incarnation(self) -> int:
+        return self._members[self._me].incarnation
+
+    @property
+    def local_health(self) -> int:
+        """Lifeguard's local health multiplier, 0..max_local_health (0 is healthy)."""
+        return self._lhm
+
+    @property
+    def rejected_messages(self) -> int:
+        """How many peer messages were rejected as invalid since this core was made."""
+        return self._rejected
+
+    # -- probing -------------------------------------------------------------------------
+
+    def _interval(self) -> float:
+        return self._config.probe_interval_s * (1 + self._lhm)
+
+    def _start_probe(self, now: float) -> None:
+        self._next_probe_at = now + self._interval()
+        target = self._next_target()
+        if target is None:
+            for seed in self._seeds:
+                self._send(seed, Message(Kind.JOIN, updates=(self._self_update(),)))
+            return
+        seq = self._next_seq()
+        timeout = self._config.probe_timeout_s * (1 + self._lhm)
+        self._probe = _Probe(target, seq, indirect_at=now + timeout)
+        self._send(target, Message(Kind.PING, seq, target))
+
+    def _ask_helpers(self, probe: _Probe) -> None:
+        candidates = sorted(
+            n
+            for n, m in self._members.items()
+            if m.state is MemberState.ALIVE and n not in (self._me, probe.target)
+        )
+        helpers = self._rng.sample(candidates, min(len(candidates), self._config.indirect_probes))
+        probe.indirect_sent = True
+        probe.expected_nacks = len(helpers)
+        for helper in helpers:
+            self._send(helper, Message(Kind.PING_REQ, probe.seq, probe.target))
+
+    def _on_ack(self, seq: int) -> None:
+        probe = self._probe
+        if probe is not None and probe.seq == seq:
+            if not probe.acked:
+                probe.acked = True
+                self._health(-1)
+            return
+        relay = self._relays.pop(seq, None)
+        if relay is not None:
+            self._send(relay.requester, Message(Kind.ACK, relay.seq))
+
+    def _finish_probe(self, now: float) -> None:
+        probe, self._probe = self._probe, None
+        if probe is None or probe.acked:
+            return
+        if probe.expected_nacks:
+            self._health(probe.expected_nacks - probe.nacks)
+        else:
+            self._health(+1)
+        target = self._members.get(probe.target)
+        if target is not None and target.state in (MemberState.ALIVE, MemberState.SUSPECT):
+            self._apply(Update(MemberState.SUSPECT, target.node, target.incarnation, self._me), now)
+
+    def _next_target(self) -> NodeId | None:
+        for _ in range(2):
+            while self._order_index < len(self._order):
+                node = self._order[self._order_index]
+                self._order_index += 1
+                if self._probeable(node):
+                    return node
+            self._order = sorted(n for n in self._members if self._probeable(n))
+            self._rng.shuffle(self._order)
+            self._order_index = 0
+        return None
+
+    def _probeable(self, node: NodeId) -> bool:
+        member = self._members.get(node)
+        return (
+            node != self._me
+            and member is not None
+            and member.state in (MemberState.ALIVE, MemberState.SUSPECT)
+        )
+
+    def _health(self, delta: int) -> None:
+        self._lhm = max(0, min(self._config.max_local_health, self._lhm + delta))
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq + 1 if self._seq < MAX_SEQ else 1
+        return self._seq
+
+    # -- claims --------------------------------------------------------------------------
+
+    def _apply(self, update: Update, now: float) -> None:
+        node = update.node
+        if node == self._me:
+            self._about_me(update)
+            return
+        current = self._members.get(node)
+        held = current.state if current is not None else None
+        if (
+            current is not None
+            and held is MemberState.SUSPECT
+            and update.state is MemberState.SUSPECT
+            and update.incarnation == current.incarnation
+        ):
+            self._confirm(update)
+            return
+        rule = TRANSITIONS.get((held, update.state))
+        if rule is None:
+            return
+        need, event = rule
+        if current is not None and not (
+            need is Need.ANY
+            or (need is Need.NEWER and update.incarnation > current.incarnation)
+            or (need is Need.AT_LEAST and update.incarnation >= current.incarnation)
+        ):
+            return
+        self._members[node] = Member(node, update.state, update.incarnation)
+        self._suspicions.pop(node, None)
+        if update.state is MemberState.ALIVE and held not in (_A, _S):
+            # SWIM: a new member is probed within the current round, at a random place.
+            self._order.insert(self._rng.randint(self._order_index, len(self._order)), node)
+        if update.state is MemberState.SUSPECT:
+            self._suspect(node, update.by or self._me, now)
+        self._enqueue(update)
+        incarnation = update.incarnation
+        if event is MemberJoined:
+            self._events.append(MemberJoined(node, incarnation))
+        elif event is MemberSuspected:
+            self._events.append(MemberSuspected(node, incarnation, update.by or self._me))
+        elif event is MemberAlive:
+            self._events.append(MemberAlive(node, incarnation))
+        elif event is MemberDead:
+            self._events.append(MemberDead(node, incarnation))
+        elif event is MemberLeft:
+            self._events.append(MemberLeft(node, incarnation))
+
+    def _suspect(self, node: NodeId, by: NodeId, now: float) -> None:
+        cfg = self._config
+        n = sum(1 for m in self._members.values() if m.state in (_A, _S))
+        min_s = cfg.suspicion_mult * max(1.0, math.log10(max(n, 1))) * cfg.probe_interval_s
+        k = cfg.suspicion_mult - 2
+        if n - 2 < k:
+            k = 0
+        self._suspicions[node] = _Suspicion(
+            now, by, k, min_s, cfg.suspicion_max_timeout_mult * min_s, {by}
+        )
+
+    def _confirm(self, update: Update) -> None:
+        suspicion = self._suspicions.get(update.node)
+        if suspicion is None or update.by is None or update.by in suspicion.confirmers:
+            return
+        suspicion.confirmers.add(update.by)
+        self._enqueue(update)
+
+    def _about_me(self, update: Update) -> None:
+        if self._left:
+            return
+        mine = self._members[self._me].incarnation
+        if update.state is MemberState.ALIVE:
+            if update.incarnation > mine:  # an older life of ours went further: overtake it
+                self._refute(update.incarnation)
+        elif update.incarnation >= mine:
+            self._health(+1)
+            self._refute(update.incarnation)
+        else:  # someone still holds a suspicion we already refuted: tell it again
+            self._enqueue(self._self_update())
+
+    def _refute(self, seen: int) -> None:
+        incarnation = min(seen + 1, MAX_INCARNATION)
+        self._members[self._me] = Member(self._me, MemberState.ALIVE, incarnation)
+        self._enqueue(self._self_update())
+
+    def _self_update(self) -> Update:
+        me = self._members[self._me]
+        return Update(me.state, self._me, me.incarnation)
+
+    def _record(self, member: Member) -> Update:
+        by = None
+        if member.state is MemberState.SUSPECT:
+            suspicion = self._suspicions.get(member.node)
+            by = suspicion.by if suspicion is not None else self._me
+        return Update(member.state, member.node, member.incarnation, by)
+
+    def _reject(self, sender: NodeId, reason: str) -> None:
+        self._rejected += 1
+        self._events.append(MessageRejected(sender, reason))
+
+    # -- dissemination -------------------------------------------------------------------
+
+    def _send(self, to: NodeId, message: Message) -> None:
+        self._outbox.append((to, message))
+
+    def _enqueue(self, update: Update) -> None:
+        self._broadcast_order += 1
+        self._broadcasts[update.node] = _Broadcast(update, 0, self._broadcast_order)
+
+    def _retransmit_limit(self) -> int:
+        n = sum(1 for m in self._members.values() if m.state in (_A, _S))
+        return self._config.retransmit_mult * math.ceil(math.log10(n + 1))
+
+    def _with_gossip(self, to: NodeId, message: Message) -> bytes:
+        dest = self._members.get(to)
+        first: tuple[Update, ...] = ()
+        if dest is not None and dest.state in (_S, _D) and to != self._me:
+            first = (self._record(dest),)
+        first += message.updates
+        message = Message(message.kind, message.seq, message.target, first)
+        skip = {u.node for u in first}
+        queue = sorted(
+            (b for b in self._broadcasts.values() if b.update.node not in skip),
+            key=lambda b: (b.transmits, -b.order),
+        )
+        data, chosen = pack(message, (b.update for b in queue), self._config.max_message_bytes)
+        limit = self._retransmit_limit()
+        for update in chosen:
+            broadcast = self._broadcasts[update.node]
+            broadcast.transmits += 1
+            if broadcast.transmits >= limit:
+                del self._broadcasts[update.node]
+        return data
+
+    def _sync_messages(self, to: NodeId) -> list[bytes]:
+        records = [self._record(m) for m in self._members.values()]
+        records.sort(key=lambda u: u.node != to)  # the receiver's own record first
+        out: list[bytes] = []
+        while records:
+            data, chosen = pack(Message(Kind.SYNC), records, self._config.max_message_bytes)
+            if not chosen:  # pragma: no cover - MIN_MESSAGE_BYTES leaves room for any record
+                break
+            taken = set(chosen)
+            records = [r for r in records if r not in taken]
+            out.append(data)
+        return out

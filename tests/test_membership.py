@@ -1,0 +1,498 @@
+"""SWIM membership core: joins, failure detection, refutation, indirect probes, leave, limits.
+
+Every test drives real `Membership` cores through `Net`, a tiny in-process network with a
+hand-stepped clock (zero latency, deterministic order) that can drop a node's traffic, a
+node's incoming traffic only, or one link.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossip._membership import (
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MemberLeft,
+    Membership,
+    MembershipConfig,
+    MembershipError,
+    MembershipEvent,
+    MemberState,
+    MemberSuspected,
+    MessageRejected,
+    NodeId,
+)
+from gossip._membership_wire import Kind, Message, Update, decode, encode, pack
+
+STEP = 0.05
+E = TypeVar("E", bound=MembershipEvent)
+
+
+class Net:
+    def __init__(
+        self, names: Iterable[str], *, seed: int = 1, config: MembershipConfig | None = None
+    ) -> None:
+        self.config = config or MembershipConfig()
+        self.now = 0.0
+        self._ticks = 0
+        self.nodes = {
+            NodeId(n): Membership(
+                me=NodeId(n), config=self.config, rng=random.Random(f"{seed}:{n}")
+            )
+            for n in names
+        }
+        self.log: list[tuple[float, NodeId, MembershipEvent]] = []
+        self.down: set[NodeId] = set()  # drops everything to and from these
+        self.deaf: set[NodeId] = set()  # drops everything to these
+        self.cut: set[frozenset[NodeId]] = set()  # drops both ways on these links
+        self.max_size = 0
+        self.sent = 0
+
+    def start(self, seed: str, *, others: Iterable[str] | None = None) -> None:
+        self.nodes[NodeId(seed)].join([], now=self.now)
+        for name in others if others is not None else self.nodes:
+            if name != seed:
+                self.nodes[NodeId(name)].join([NodeId(seed)], now=self.now)
+        self.deliver()
+
+    def dropped(self, frm: NodeId, to: NodeId) -> bool:
+        return (
+            frm in self.down
+            or to in self.down
+            or to in self.deaf
+            or frozenset((frm, to)) in self.cut
+        )
+
+    def deliver(self) -> None:
+        busy = True
+        while busy:
+            busy = False
+            for name in sorted(self.nodes):
+                node = self.nodes[name]
+                for to, data in node.messages_to_send(now=self.now):
+                    busy = True
+                    self.sent += 1
+                    self.max_size = max(self.max_size, len(data))
+                    if to in self.nodes and not self.dropped(name, to):
+                        self.nodes[to].receive(data, name, now=self.now)
+                self.drain(name)
+
+    def drain(self, name: NodeId) -> None:
+        while (event := self.nodes[name].next_event()) is not None:
+            self.log.append((self.now, name, event))
+
+    def run(self, seconds: float) -> None:
+        self.run_until(lambda: False, seconds)
+
+    def run_until(self, done: Callable[[], bool], limit: float) -> float:
+        end = self.now + limit
+        while self.now < end:
+            self._ticks += 1
+            self.now = round(self._ticks * STEP, 9)
+            for name in sorted(self.nodes):
+                timer = self.nodes[name].get_timer()
+                if timer is not None and timer <= self.now:
+                    self.nodes[name].handle_timer(now=self.now)
+            self.deliver()
+            if done():
+                return self.now
+        return self.now
+
+    def events(self, kind: type[E], *, at: str | None = None) -> list[E]:
+        return [e for _, n, e in self.log if isinstance(e, kind) and (at is None or n == at)]
+
+    def state(self, viewer: str, node: str) -> MemberState | None:
+        member = self.nodes[NodeId(viewer)].members().get(NodeId(node))
+        return member.state if member else None
+
+    def all_see(self, node: str, state: MemberState, *, among: Iterable[str]) -> bool:
+        return all(self.state(v, node) is state for v in among if v != node)
+
+
+def names(n: int) -> list[str]:
+    return [f"n{i}" for i in range(n)]
+
+
+def everyone_sees_everyone(net: Net) -> bool:
+    return all(net.state(v, n) is MemberState.ALIVE for v in net.nodes for n in net.nodes if v != n)
+
+
+def suspicion_max_s(config: MembershipConfig, n: int) -> float:
+    low = config.suspicion_mult * max(1.0, math.log10(n)) * config.probe_interval_s
+    return config.suspicion_max_timeout_mult * low
+
+
+# -- joining -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_nodes_joining_through_one_seed_all_see_each_other(n: int) -> None:
+    net = Net(names(n))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    assert everyone_sees_everyone(net)
+    for viewer in net.nodes:
+        joined = {e.node for e in net.events(MemberJoined, at=viewer)}
+        assert joined == set(net.nodes) - {viewer}
+    assert not net.events(MemberSuspected) and not net.events(MemberDead)
+
+
+def test_joiner_retries_its_seeds_until_one_answers() -> None:
+    net = Net(names(2))
+    net.down.add(NodeId("n0"))
+    net.start("n0")
+    net.run(3.0)
+    assert net.state("n1", "n0") is None
+    net.down.clear()
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    assert everyone_sees_everyone(net)
+
+
+# -- failure detection ---------------------------------------------------------------------
+
+
+def test_silent_node_is_suspected_then_declared_dead_within_the_documented_bound() -> None:
+    n = 5
+    net = Net(names(n))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    failed_at = net.now
+    net.down.add(NodeId("n4"))
+    survivors = names(4)
+    # Each survivor probes n4 within 2(n−1)−1 periods (round-robin over shuffled rounds),
+    # then its suspicion expires within the maximum suspicion timeout.
+    bound = (2 * (n - 1) - 1) * net.config.probe_interval_s + suspicion_max_s(net.config, n)
+    net.run_until(lambda: net.all_see("n4", MemberState.DEAD, among=survivors), bound + 1)
+    assert net.all_see("n4", MemberState.DEAD, among=survivors)
+    assert net.now - failed_at <= bound
+    suspected = [e for e in net.events(MemberSuspected) if e.node == "n4"]
+    assert suspected, "suspected before dead"
+    dead_by = {n for _, n, e in net.log if isinstance(e, MemberDead) and e.node == "n4"}
+    assert dead_by == set(survivors)
+    assert all(net.state(v, u) is MemberState.ALIVE for v in survivors for u in survivors if v != u)
+
+
+def test_confirmations_from_other_members_shorten_the_suspicion() -> None:
+    n = 5
+    net = Net(names(n))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.down.add(NodeId("n4"))
+    first = net.run_until(lambda: bool(net.events(MemberSuspected)), 20.0)
+    net.run_until(lambda: net.all_see("n4", MemberState.DEAD, among=names(4)), 40.0)
+    # With every survivor suspecting it, no one waits for the unconfirmed maximum.
+    assert net.now - first < suspicion_max_s(net.config, n)
+
+
+def test_falsely_suspected_node_refutes_with_a_higher_incarnation() -> None:
+    net = Net(names(4))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.down.add(NodeId("n3"))
+    net.run_until(
+        lambda: any(e.node == "n3" for e in net.events(MemberSuspected)),
+        20.0,
+    )
+    net.down.clear()
+    net.run(30.0)
+    assert not net.events(MemberDead)
+    assert net.nodes[NodeId("n3")].incarnation >= 1
+    assert any(e.node == "n3" for e in net.events(MemberAlive))
+    for viewer in names(3):
+        member = net.nodes[NodeId(viewer)].members()[NodeId("n3")]
+        assert member.state is MemberState.ALIVE
+        assert member.incarnation == net.nodes[NodeId("n3")].incarnation
+    assert everyone_sees_everyone(net), "n3's own suspicions of the others were refuted too"
+
+
+def test_node_cut_off_from_one_member_is_reached_through_a_helper() -> None:
+    net = Net(names(3))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.cut.add(frozenset((NodeId("n0"), NodeId("n2"))))
+    net.run(30.0)
+    assert not net.events(MemberSuspected)
+    assert everyone_sees_everyone(net)
+
+
+def test_without_helpers_a_cut_link_leads_to_suspicion() -> None:
+    config = MembershipConfig(indirect_probes=0)
+    net = Net(names(3), config=config)
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.cut.add(frozenset((NodeId("n0"), NodeId("n2"))))
+    net.run(10.0)
+    assert net.events(MemberSuspected)
+
+
+# -- leaving and coming back ---------------------------------------------------------------
+
+
+def test_graceful_leave_is_seen_everywhere_and_never_as_death() -> None:
+    net = Net(names(5))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    leaver = net.nodes[NodeId("n2")]
+    leaver.leave(now=net.now)
+    assert leaver.get_timer() is None
+    net.deliver()
+    others = [n for n in names(5) if n != "n2"]
+    net.run_until(lambda: net.all_see("n2", MemberState.LEFT, among=others), 10.0)
+    assert net.all_see("n2", MemberState.LEFT, among=others)
+    left_by = {n for _, n, e in net.log if isinstance(e, MemberLeft) and e.node == "n2"}
+    assert left_by == set(others)
+    net.run(60.0)
+    assert not net.events(MemberDead)
+    assert net.all_see("n2", MemberState.LEFT, among=others)
+
+
+def test_dead_node_that_restarts_is_seen_alive_again_with_a_higher_incarnation() -> None:
+    net = Net(names(3))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.down.add(NodeId("n2"))
+    net.run_until(lambda: net.all_see("n2", MemberState.DEAD, among=["n0", "n1"]), 60.0)
+    assert net.all_see("n2", MemberState.DEAD, among=["n0", "n1"])
+    # n2 restarts: a fresh core at incarnation 0 joins through n0, learns it was declared
+    # dead, and overtakes that incarnation.
+    net.down.clear()
+    net.nodes[NodeId("n2")] = Membership(
+        me=NodeId("n2"), config=net.config, rng=random.Random("restart")
+    )
+    net.log.clear()
+    net.start("n0", others=["n2"])
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    assert everyone_sees_everyone(net)
+    rejoined = {n for _, n, e in net.log if isinstance(e, MemberJoined) and e.node == "n2"}
+    assert rejoined == {"n0", "n1"}
+    assert net.nodes[NodeId("n0")].members()[NodeId("n2")].incarnation >= 1
+
+
+def test_partitioned_node_comes_back_alive_when_the_partition_heals() -> None:
+    net = Net(names(3))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    net.down.add(NodeId("n2"))
+    net.run_until(lambda: net.all_see("n2", MemberState.DEAD, among=["n0", "n1"]), 60.0)
+    net.down.clear()
+    net.run_until(lambda: everyone_sees_everyone(net), 30.0)
+    assert everyone_sees_everyone(net)
+
+
+# -- local health --------------------------------------------------------------------------
+
+
+def test_local_health_rises_while_acks_are_lost_and_falls_back_after() -> None:
+    net = Net(names(4))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 10.0)
+    node = net.nodes[NodeId("n0")]
+    assert node.local_health == 0
+    net.deaf.add(NodeId("n0"))  # n0's pings go out; acks and nacks never come back
+    net.run(3.0)
+    raised = node.local_health
+    assert raised >= 2
+    net.deaf.clear()
+    net.run_until(lambda: node.local_health == 0, 60.0)
+    assert node.local_health == 0
+    assert not net.events(MemberDead)
+
+
+def test_local_health_slows_the_probe_period() -> None:
+    net = Net(names(2))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    node = net.nodes[NodeId("n0")]
+    net.down.add(NodeId("n1"))
+    net.run_until(lambda: node.local_health >= 2, 10.0)
+    lhm = node.local_health
+    timer = node.get_timer()
+    assert timer is not None
+    assert timer - net.now <= net.config.probe_interval_s * (1 + lhm) + 1e-9
+
+
+def test_local_health_never_exceeds_its_cap() -> None:
+    config = MembershipConfig(max_local_health=2)
+    net = Net(names(3), config=config)
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    net.deaf.add(NodeId("n0"))
+    net.run(15.0)
+    assert net.nodes[NodeId("n0")].local_health == 2
+
+
+# -- limits and bad input ------------------------------------------------------------------
+
+
+def test_messages_never_exceed_the_byte_budget_in_a_large_cluster() -> None:
+    config = MembershipConfig(max_message_bytes=512)
+    net = Net([f"node-with-a-longish-name-{i:03}" for i in range(40)], config=config)
+    net.start("node-with-a-longish-name-000")
+    net.run(6.0)
+    assert net.sent > 0
+    assert net.max_size <= 512
+
+
+def test_sync_of_a_large_member_list_spans_messages_within_the_budget() -> None:
+    config = MembershipConfig(max_message_bytes=512)
+    seed = Membership(me=NodeId("seed"), config=config, rng=random.Random(1))
+    seed.join([], now=0.0)
+    peer = NodeId("peer")
+    records = [Update(MemberState.ALIVE, NodeId(f"m{i:04}-" + "x" * 100), 3) for i in range(300)]
+    while records:
+        data, chosen = pack(Message(Kind.GOSSIP), records, 512)
+        seed.receive(data, peer, now=0.0)
+        records = records[len(chosen) :]
+    assert len(seed.members()) == 301
+    seed.messages_to_send(now=0.0)
+    seed.receive(encode(Message(Kind.JOIN)), NodeId("joiner"), now=0.0)
+    out = seed.messages_to_send(now=0.0)
+    assert len(out) > 1 and all(len(data) <= 512 for _, data in out)
+    learned: set[str] = set()
+    for _, data in out:
+        message = decode(data, max_bytes=512)
+        assert isinstance(message, Message)
+        learned.update(u.node for u in message.updates)
+    assert learned == set(seed.members())
+
+
+def fresh_node() -> Membership:
+    node = Membership(me=NodeId("a"), config=MembershipConfig(), rng=random.Random(0))
+    node.join([NodeId("b")], now=0.0)
+    return node
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1500))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    node = fresh_node()
+    node.receive(data, NodeId("b"), now=1.0)
+    node.handle_timer(now=2.0)
+    node.messages_to_send(now=2.0)
+
+
+VALID = [
+    encode(Message(Kind.PING, 7, NodeId("a"), (Update(MemberState.ALIVE, NodeId("c"), 2),))),
+    encode(
+        Message(
+            Kind.PING_REQ,
+            9,
+            NodeId("c"),
+            (Update(MemberState.SUSPECT, NodeId("d"), 1, NodeId("e")),),
+        )
+    ),
+    encode(Message(Kind.JOIN, updates=(Update(MemberState.ALIVE, NodeId("b"), 0),))),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(VALID), st.data())
+def test_truncated_valid_messages_are_rejected_without_raising(
+    valid: bytes, data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(valid) - 1))
+    node = fresh_node()
+    node.receive(valid[:cut], NodeId("b"), now=1.0)
+    assert isinstance(node.next_event(), MessageRejected)
+    assert node.rejected_messages == 1
+
+
+cbor_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.floats(),
+    lambda children: st.lists(children, max_size=6),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(cbor_values, min_size=0, max_size=6))
+def test_well_formed_cbor_of_the_wrong_shape_never_raises(value: list[object]) -> None:
+    node = fresh_node()
+    node.receive(cbor2.dumps([1, *value]), NodeId("b"), now=1.0)
+    node.receive(cbor2.dumps(value), NodeId("b"), now=1.0)
+    node.messages_to_send(now=1.0)
+
+
+def test_valid_message_with_trailing_bytes_is_rejected() -> None:
+    node = fresh_node()
+    node.receive(VALID[0] + b"\x00", NodeId("b"), now=1.0)
+    assert node.rejected_messages == 1
+
+
+def test_oversized_message_is_rejected_before_decoding() -> None:
+    node = fresh_node()
+    node.receive(b"\x00" * 1201, NodeId("b"), now=1.0)
+    event = node.next_event()
+    assert isinstance(event, MessageRejected) and "exceeds" in event.reason
+
+
+def test_ping_is_acked_with_the_same_sequence_number() -> None:
+    node = fresh_node()
+    node.messages_to_send(now=0.0)
+    node.receive(encode(Message(Kind.PING, 42, NodeId("a"))), NodeId("b"), now=0.1)
+    [(to, data)] = node.messages_to_send(now=0.1)
+    reply = decode(data, max_bytes=1200)
+    assert to == "b" and isinstance(reply, Message)
+    assert (reply.kind, reply.seq) == (Kind.ACK, 42)
+
+
+# -- determinism and config ----------------------------------------------------------------
+
+
+def scenario(seed: int) -> list[tuple[float, NodeId, MembershipEvent]]:
+    net = Net(names(5), seed=seed)
+    net.start("n0")
+    net.run(5.0)
+    net.down.add(NodeId("n3"))
+    net.run(15.0)
+    net.down.clear()
+    net.nodes[NodeId("n1")].leave(now=net.now)
+    net.run(10.0)
+    return net.log
+
+
+def test_same_seed_gives_identical_event_sequences() -> None:
+    first = scenario(7)
+    assert first == scenario(7)
+    assert any(isinstance(e, MemberSuspected) for _, _, e in first)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("probe_interval_s", 0.0),
+        ("probe_timeout_s", 2.0),
+        ("probe_interval_s", float("nan")),
+        ("indirect_probes", -1),
+        ("indirect_probes", 1.5),
+        ("suspicion_mult", 0),
+        ("retransmit_mult", True),
+        ("max_local_health", 65),
+        ("max_message_bytes", 100),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(MembershipError, match=field):
+        MembershipConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_invalid_node_ids_are_the_callers_mistake() -> None:
+    with pytest.raises(MembershipError):
+        Membership(me=NodeId(""), config=MembershipConfig(), rng=random.Random(0))
+    node = fresh_node()
+    with pytest.raises(MembershipError):
+        node.join([NodeId("x" * 200)], now=0.0)
