@@ -632,5 +632,6 @@ class Sandbox:
         for name in self.pods():
             record = self._record(name)
             if record.get("netns") and not os.path.exists(record["netns"]):
-                self._make_netns(name)
+                # At the path its containers' bundles name (a reboot emptied /run/netns).
+                netns.create(os.path.basename(record["netns"]))
         return self.supervise() if restart else {}

@@ -18,7 +18,7 @@ import pytest
 from pyroute2 import IPRoute
 from sandboxkit import LocalImages, make_rootfs, require_runc
 
-from sandbox import logs
+from sandbox import logs, netns
 from sandbox._lifecycle import Backoff
 from sandbox._spec import ContainerDef, PodDef
 from sandbox.pods import PodNotFoundError, PodState, Sandbox, SandboxError
@@ -297,6 +297,9 @@ def test_a_new_daemon_adopts_running_pods_and_restarts_lost_ones(
         os.kill(status["monitor_pid"], signal.SIGKILL)
         assert first.pid is not None
         os.kill(first.pid, signal.SIGKILL)
+        ns = again.state("kept").netns
+        assert ns is not None
+        netns.remove(os.path.basename(ns))  # a reboot empties /run/netns too
         wait_for(lambda: again.state("kept").containers["main"].state == "backoff")
         lost = again.state("kept").containers["main"]
         assert lost.message is not None
@@ -304,6 +307,7 @@ def test_a_new_daemon_adopts_running_pods_and_restarts_lost_ones(
         assert again.adopt() == {"kept": ["main"]}
         back = again.state("kept").containers["main"]
         assert back.state == "running" and back.restarts == 1 and back.pid != first.pid
+        assert os.path.exists(ns)  # made again where the pod's bundle names it
     finally:
         for name in node.pods():
             node.delete_pod(name, grace_s=0)
