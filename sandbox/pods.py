@@ -1,7 +1,7 @@
 """Pods on this node: sandboxes that outlive their containers, and the containers' lifecycle.
 
 Theory of operation. A pod's *sandbox* is what its containers share and what survives their
-restarts: its network namespace (``/run/netns/edgenode-<pod>``, loopback up; addresses and
+restarts: its network namespace (``/run/netns/edgenode-<key>-<pod>``, loopback up; addresses and
 routes are added by the network layer), its user-namespace id range (`sandbox.idtable`), its
 hostname. A *container* is a bundle (``config.json`` from `sandbox._oci`, root filesystem from
 the image store), its runs (`sandbox.containers`: one small monitor process per run, from
