@@ -1,0 +1,134 @@
+"""Benchmark of the membership core at scale, through the simulator (`gossip.sim`).
+
+Run ``python bench/membership.py`` for a table (1000 nodes: takes minutes), ``--json`` for one
+JSON object on stdout, ``--quick`` for 100 nodes (a smoke run), ``--nodes N`` to choose.
+
+Figures (the JSON keys), all in virtual time unless they say wall:
+
+- ``converge_s``: nodes joining at once through 3 seeds until every node sees every node
+  alive. Reference ``converge_rounds``: the same in protocol periods.
+- ``join_wall_s``: wall seconds the simulator took for that. Reference ``wall_per_virtual_s``
+  of the steady phase below.
+- ``join_msgs_per_node_s`` / ``join_bytes_per_node_s``: traffic per node per virtual second
+  while joining.
+- ``steady_msgs_per_node_s`` / ``steady_bytes_per_node_s``: the same over ``steady_s`` virtual
+  seconds after convergence (probes, acks, leftover gossip).
+- ``detect_s``: two nodes killed until every survivor holds both dead. Reference
+  ``detect_bound_s``: docs/membership.md's bound at the local health seen.
+- ``false_deaths``: MemberDead events about live nodes over the whole run (target 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path as FsPath
+from typing import Any
+
+_HERE = FsPath(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").resolve() != _HERE]
+
+from rich.console import Console  # noqa: E402
+
+from bench._report import Report, describe_machine, machine, print_table  # noqa: E402
+from gossip._membership import MemberState  # noqa: E402
+from gossip.sim import Simulation  # noqa: E402
+
+
+def run(nodes: int, seed: int, steady_s: float) -> Report:
+    report = Report()
+    sim = Simulation(nodes, seed=seed, record_events=False)
+    everyone = set(sim.nodes)
+    ids = list(sim.nodes)
+    sim.join_all(ids[:3])
+    t0 = time.perf_counter()
+    if not sim.run_until_true(lambda: sim.converged(everyone), limit_s=300.0, step_s=0.5):
+        raise RuntimeError(f"seed={seed}: {nodes} nodes did not converge in 300 virtual s")
+    join_wall = time.perf_counter() - t0
+    converge_s = sim.now
+    joined = sim.summary()
+    per = nodes * converge_s
+    report.add("converge_s", converge_s, "virtual s", reference=("converge_rounds", sim.rounds))
+    report.add("join_msgs_per_node_s", joined["sent"] / per, "msg/node/s")
+    report.add("join_bytes_per_node_s", joined["bytes_sent"] / per, "B/node/s")
+
+    t1 = time.perf_counter()
+    sim.run_for(steady_s)
+    steady_wall = time.perf_counter() - t1
+    after = sim.summary()
+    per = nodes * steady_s
+    report.add(
+        "join_wall_s",
+        join_wall,
+        "wall s",
+        reference=("wall_per_virtual_s", steady_wall / steady_s),
+    )
+    report.add("steady_msgs_per_node_s", (after["sent"] - joined["sent"]) / per, "msg/node/s")
+    report.add(
+        "steady_bytes_per_node_s", (after["bytes_sent"] - joined["bytes_sent"]) / per, "B/node/s"
+    )
+
+    victims = [ids[nodes // 3], ids[2 * nodes // 3]]
+    survivors = [i for i in ids if i not in victims]
+    for victim in victims:
+        sim.kill(victim)
+    killed_at = sim.now
+    if not sim.run_until_true(
+        lambda: sim.all_see(victims, MemberState.DEAD, among=survivors),
+        limit_s=600.0,
+        step_s=0.5,
+    ):
+        raise RuntimeError(f"seed={seed}: {victims} not declared dead in 600 virtual s")
+    lhm = max(sim.nodes[n].membership.local_health for n in survivors)
+    cfg = sim.config
+    low = cfg.suspicion_mult * max(1.0, math.log10(nodes)) * cfg.probe_interval_s
+    bound = (2 * nodes - 3) * cfg.probe_interval_s * (
+        1 + lhm
+    ) + cfg.suspicion_max_timeout_mult * low
+    report.add("detect_s", sim.now - killed_at, "virtual s", reference=("detect_bound_s", bound))
+    false_deaths = sum(
+        1
+        for n in survivors
+        for m in sim.nodes[n].membership.members().values()
+        if m.state is MemberState.DEAD and m.node not in victims
+    )
+    report.add("false_deaths", false_deaths, "members", target="0", met=false_deaths == 0)
+    report.sizes.update(nodes=nodes, seed=seed, steady_s=int(steady_s), seeds=3)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="100 nodes (a smoke run)")
+    parser.add_argument("--nodes", type=int, help="how many nodes (default 1000)")
+    parser.add_argument("--steady", type=float, default=30.0, help="steady virtual s (30)")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    args = parser.parse_args(argv)
+    nodes = args.nodes or (100 if args.quick else 1000)
+    t0 = time.perf_counter()
+    if args.json:
+        report = run(nodes, args.seed, args.steady)
+    else:
+        with Console(stderr=True).status(f"simulating {nodes} nodes…"):
+            report = run(nodes, args.seed, args.steady)
+    elapsed = time.perf_counter() - t0
+    facts = machine()
+    if args.json:
+        out: dict[str, Any] = dict(report.values)
+        out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
+        print(json.dumps(out))
+    else:
+        sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
+        footer = [f"machine: {describe_machine(facts)}", f"sizes: {sizes}; took {elapsed:.1f} s"]
+        title = "edgenode membership simulation" + (" (--quick)" if args.quick else "")
+        print_table(title, report, footer, judged=not args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

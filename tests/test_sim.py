@@ -1,0 +1,289 @@
+"""The simulator drives real membership cores: joins, failures, loss, partitions, restarts.
+
+Every scenario runs `gossip.sim.Simulation` (virtual time, seeded network) and every assertion
+message carries the seed, so a failing run can be replayed exactly. Bounds in virtual seconds:
+
+- ``CONVERGE_S``: 50 nodes joining at once through 3 seeds all see each other alive (observed
+  2–4 s with the default config; 10 s leaves room for other seeds).
+- The detection bound is docs/membership.md's: suspected within ``(2n − 3) × probe_interval_s
+  × (1 + lhm)``, dead at most the maximum suspicion timeout later.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from gossip._membership import (
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MembershipConfig,
+    MemberState,
+    MemberSuspected,
+    NodeId,
+)
+from gossip.sim import MEMBERSHIP, Simulation, node_ids
+
+CONVERGE_S = 10.0
+SEEDS = 3
+
+
+def booted(n: int, *, seed: int, loss: float = 0.0) -> Simulation:
+    """``n`` nodes joined through the first three and converged (asserted)."""
+    sim = Simulation(n, seed=seed, loss=loss)
+    everyone = set(sim.nodes)
+    sim.join_all(list(sim.nodes)[:SEEDS])
+    ok = sim.run_until_true(lambda: sim.converged(everyone), limit_s=CONVERGE_S, step_s=0.25)
+    assert ok, f"seed={seed}: {n} nodes did not converge within {CONVERGE_S} s: {sim.summary()}"
+    return sim
+
+
+def detection_bound_s(config: MembershipConfig, n: int, lhm: int) -> float:
+    """docs/membership.md, "Detection bound"."""
+    low = config.suspicion_mult * max(1.0, math.log10(n)) * config.probe_interval_s
+    high = config.suspicion_max_timeout_mult * low
+    return (2 * n - 3) * config.probe_interval_s * (1 + lhm) + high
+
+
+def max_local_health(sim: Simulation) -> int:
+    return max(s.membership.local_health for s in sim.nodes.values() if s.up)
+
+
+# -- joining -------------------------------------------------------------------------------
+
+
+def test_fifty_nodes_joining_through_three_seeds_converge_within_ten_virtual_seconds() -> None:
+    sim = booted(50, seed=11)
+    assert sim.now <= CONVERGE_S
+    for viewer, view in sim.views().items():
+        assert len(view) == 50, f"seed={sim.seed}: {viewer} knows {len(view)} members"
+    joined = sim.events_of(MemberJoined)
+    assert len(joined) == 50 * 49, f"seed={sim.seed}: one join event per viewer and member"
+    assert not sim.events_of(MemberSuspected), f"seed={sim.seed}: suspicion on a clean net"
+    c = sim.counters
+    assert c.sent >= c.delivered > 0 and c.bytes_sent >= c.bytes_delivered > 0
+    assert c.dropped == 0
+
+
+def test_same_seed_gives_identical_counters_and_event_sequences() -> None:
+    def scenario(seed: int) -> Simulation:
+        sim = Simulation(30, seed=seed, loss=0.05, latency_s=(0.001, 0.02))
+        ids = list(sim.nodes)
+        sim.join_all(ids[:2], over_s=2.0)
+        sim.run_for(8.0)
+        sim.kill(ids[7])
+        sim.partition([set(ids[:10])])
+        sim.run_for(10.0)
+        sim.heal()
+        sim.revive(ids[7])
+        sim.run_for(10.0)
+        return sim
+
+    first, second, other = scenario(5), scenario(5), scenario(6)
+    assert first.summary() == second.summary(), "seed=5: counters differ between two runs"
+    assert first.events == second.events, "seed=5: event sequences differ between two runs"
+    assert first.counters.dropped_loss > 0 and first.counters.dropped_partition > 0
+    assert other.summary() != first.summary(), "seeds 5 and 6 gave identical runs"
+
+
+# -- failure detection ---------------------------------------------------------------------
+
+
+def test_two_killed_of_fifty_are_declared_dead_by_all_others_within_the_documented_bound() -> None:
+    n = 50
+    sim = booted(n, seed=21)
+    ids = list(sim.nodes)
+    victims = [ids[10], ids[33]]
+    survivors = [i for i in ids if i not in victims]
+    killed_at = sim.now
+    for victim in victims:
+        sim.kill(victim)
+    bound = detection_bound_s(sim.config, n, lhm=sim.config.max_local_health)
+    ok = sim.run_until_true(
+        lambda: sim.all_see(victims, MemberState.DEAD, among=survivors),
+        limit_s=bound,
+        step_s=0.25,
+    )
+    took = sim.now - killed_at
+    assert ok, f"seed={sim.seed}: not all survivors declared {victims} dead in {bound:.1f} s"
+    # With lhm as it was (0 on a clean network) the bound is much tighter still.
+    tight = detection_bound_s(sim.config, n, lhm=max_local_health(sim))
+    assert took <= tight, f"seed={sim.seed}: detection took {took:.2f} s > {tight:.1f} s"
+    dead_by = {viewer for _, viewer, e in sim.events_of(MemberDead, about=victims)}
+    assert dead_by == set(survivors), f"seed={sim.seed}"
+    assert not sim.events_of(MemberDead, about=survivors), f"seed={sim.seed}: false death"
+    assert not sim.events_of(MemberSuspected, about=survivors), f"seed={sim.seed}: false suspicion"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_five_percent_loss_causes_no_false_deaths_in_sixty_virtual_seconds(seed: int) -> None:
+    sim = booted(50, seed=seed, loss=0.05)
+    sim.run_for(60.0)
+    assert sim.counters.dropped_loss > 0
+    deaths = sim.events_of(MemberDead)
+    assert not deaths, f"seed={seed}: false deaths under 5% loss: {deaths[:5]}"
+    # Suspicions may happen under loss; each must have been refuted everywhere.
+    assert sim.converged(set(sim.nodes)), f"seed={seed}: not all alive after 60 s of loss"
+    for _, _, suspected in sim.events_of(MemberSuspected):
+        alive = sim.nodes[suspected.node].membership.incarnation
+        assert alive > suspected.incarnation, f"seed={seed}: {suspected} was never refuted"
+
+
+def test_a_lossy_link_is_bridged_by_helpers_without_suspicion() -> None:
+    sim = booted(20, seed=4)
+    a, b = NodeId("n0005"), NodeId("n0006")
+    sim.set_link(a, b, loss=1.0)
+    sim.run_for(30.0)
+    assert not sim.events_of(MemberSuspected), f"seed={sim.seed}: a cut link caused suspicion"
+    assert sim.converged(set(sim.nodes)), f"seed={sim.seed}"
+
+
+# -- partitions and restarts ---------------------------------------------------------------
+
+
+def split(sim: Simulation) -> tuple[list[NodeId], list[NodeId]]:
+    ids = list(sim.nodes)
+    half = len(ids) // 2
+    return ids[:half], ids[half:]
+
+
+def test_each_half_of_a_partition_declares_the_other_half_dead() -> None:
+    sim = booted(50, seed=31)
+    left, right = split(sim)
+    sim.partition([set(left), set(right)])
+    started = sim.now
+    bound = detection_bound_s(sim.config, 50, lhm=sim.config.max_local_health)
+    ok = sim.run_until_true(
+        lambda: (
+            sim.all_see(right, MemberState.DEAD, among=left)
+            and sim.all_see(left, MemberState.DEAD, among=right)
+        ),
+        limit_s=bound,
+        step_s=0.5,
+    )
+    assert ok, f"seed={sim.seed}: halves did not declare each other dead in {bound:.0f} s"
+    assert sim.now - started < bound
+    assert sim.all_see(left, MemberState.ALIVE, among=left), f"seed={sim.seed}"
+    assert sim.all_see(right, MemberState.ALIVE, among=right), f"seed={sim.seed}"
+    assert sim.counters.dropped_partition > 0
+
+
+def test_healed_partition_stays_split_until_one_side_restarts() -> None:
+    # docs/membership.md: no push-pull and no gossip to the dead, so once each side holds the
+    # other dead nothing crosses the healed network; restarting one side's nodes (fresh cores
+    # rejoining through a seed of the other side) is what merges the cluster again.
+    sim = booted(50, seed=41)
+    left, right = split(sim)
+    sim.partition([set(left), set(right)])
+    sim.run_until_true(
+        lambda: (
+            sim.all_see(right, MemberState.DEAD, among=left)
+            and sim.all_see(left, MemberState.DEAD, among=right)
+        ),
+        limit_s=150.0,
+        step_s=0.5,
+    )
+    sim.heal()
+    sim.run_for(60.0)
+    assert sim.all_see(right, MemberState.DEAD, among=left), f"seed={sim.seed}: merged by itself"
+    assert sim.all_see(left, MemberState.DEAD, among=right), f"seed={sim.seed}: merged by itself"
+    restarted_at = sim.now
+    for node in right:
+        sim.revive(node)  # through the join_all seeds, which are on the left side
+    ok = sim.run_until_true(lambda: sim.converged(set(sim.nodes)), limit_s=30.0, step_s=0.25)
+    assert ok, f"seed={sim.seed}: not converged 30 s after restarting one side"
+    assert sim.now - restarted_at <= 30.0
+    for node in right:
+        assert sim.nodes[node].membership.incarnation >= 1, f"seed={sim.seed}: {node}"
+
+
+def test_killed_node_revived_is_seen_alive_again_with_a_higher_incarnation() -> None:
+    sim = booted(20, seed=51)
+    victim = NodeId("n0012")
+    others = [i for i in sim.nodes if i != victim]
+    sim.kill(victim)
+    assert sim.run_until_true(
+        lambda: sim.all_see([victim], MemberState.DEAD, among=others), limit_s=60.0, step_s=0.5
+    ), f"seed={sim.seed}"
+    sim.revive(victim)
+    assert sim.nodes[victim].life == 1
+    ok = sim.run_until_true(lambda: sim.converged(set(sim.nodes)), limit_s=10.0, step_s=0.25)
+    assert ok, f"seed={sim.seed}: revived node not seen alive by all"
+    for other in others:
+        member = sim.nodes[other].membership.members()[victim]
+        assert member.incarnation >= 1, f"seed={sim.seed}: {other} holds {member}"
+    back = {viewer for _, viewer, e in sim.events_of(MemberJoined, about=[victim]) if e.incarnation}
+    assert back == set(others), f"seed={sim.seed}"
+    assert not sim.events_of(MemberAlive, about=others)
+
+
+def test_messages_in_flight_to_a_killed_node_are_dropped() -> None:
+    sim = Simulation(3, seed=61, latency_s=(0.5, 0.5))
+    sim.join_all([NodeId("n0000")])
+    sim.run_for(0.1)  # the joins are on the wire
+    sim.kill(NodeId("n0000"))
+    sim.run_for(1.0)
+    assert sim.counters.dropped_dead == 2
+    assert sim.counters.delivered == 0
+
+
+# -- plugging in another core --------------------------------------------------------------
+
+
+class EchoCore:
+    """A stand-in for a later core: on a timer it greets every alive member; it counts
+    greetings received. Proves a second core gets its own channel, timers and events."""
+
+    def __init__(self, me: NodeId, membership: object, rng: random.Random) -> None:
+        self.me = me
+        self.membership = membership
+        self.got: list[NodeId] = []
+        self._out: list[tuple[NodeId, bytes]] = []
+        self._timer: float | None = 5.0
+        self._events: list[str] = []
+
+    def receive(self, data: bytes, sender: NodeId, *, now: float) -> None:
+        self.got.append(sender)
+        self._events.append(f"hello from {sender}")
+
+    def handle_timer(self, *, now: float) -> None:
+        from gossip._membership import Membership
+
+        assert isinstance(self.membership, Membership)
+        for node, member in self.membership.members().items():
+            if node != self.me and member.state is MemberState.ALIVE:
+                self._out.append((node, b"hello"))
+        self._timer = None
+
+    def get_timer(self) -> float | None:
+        return self._timer
+
+    def messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> object | None:
+        return self._events.pop(0) if self._events else None
+
+
+def test_an_extra_core_gets_its_own_channel_timers_and_events() -> None:
+    sim = Simulation(10, seed=71, extra_cores=lambda me, m, rng: {"echo": EchoCore(me, m, rng)})
+    sim.join_all([NodeId("n0000")])
+    sim.run_for(6.0)
+    for node in sim.nodes.values():
+        echo = node.cores["echo"]
+        assert isinstance(echo, EchoCore)
+        assert sorted(echo.got) == sorted(n for n in sim.nodes if n != node.id), "seed=71"
+        assert sum(isinstance(e, str) for _, e in sim.events[node.id]) == 9
+    assert set(sim.nodes[NodeId("n0000")].cores) == {MEMBERSHIP, "echo"}
+
+
+# -- scale ---------------------------------------------------------------------------------
+
+
+def test_node_ids_are_zero_padded_so_they_sort_by_number() -> None:
+    assert node_ids(3) == ["n0000", "n0001", "n0002"]
+    assert node_ids(10_001)[-1] == "n10000"
