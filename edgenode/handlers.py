@@ -104,10 +104,18 @@ class Handlers:
             raise ApiError(str(exc), EXIT_INVALID) from None
         except ImageNotFoundError as exc:
             raise ApiError(str(exc), EXIT_NOT_FOUND) from None
+        except local.StateDirError as exc:  # the local operator's credential (`_user`)
+            raise ApiError(str(exc), EXIT_FAILED) from None
         except (ImageStoreError, SandboxError, StoreError) as exc:
             raise ApiError(str(exc), EXIT_FAILED) from None
 
     # -- objects ------------------------------------------------------------------------------
+
+    def _user(self) -> dict[str, Any]:
+        """Who authors a ``user`` write: the node's local operator in a cluster (read and
+        checked at each write, so a renewed credential takes effect), else the node."""
+        author = local.user_author(self.d.state_dir)
+        return {"author": author.name, "author_key": author.key} if author else {}
 
     async def ping(self, args: dict[str, Any]) -> Any:
         from edgenode import __version__  # noqa: PLC0415
@@ -162,7 +170,8 @@ class Handlers:
                 EXIT_UNCONFIRMED,
             )
         out = []
-        for outcome in local.write(self.store, planned):
+        author = local.user_author(self.d.state_dir)
+        for outcome in local.write(self.store, planned, author=author):
             self.d.state.refusals.pop(outcome.ref, None)
             out.append(
                 {
@@ -208,7 +217,7 @@ class Handlers:
     async def delete(self, args: dict[str, Any]) -> Any:
         kind, name = _ref(args["ref"])
         await asyncio.to_thread(self._get_doc, kind, name)
-        committed = await asyncio.to_thread(self.store.delete, kind, name)
+        committed = await asyncio.to_thread(lambda: self.store.delete(kind, name, **self._user()))
         self.d.wake()
         return {"ref": f"{kind}/{name}", "revision": committed.revision}
 
@@ -238,7 +247,7 @@ class Handlers:
                 ops.append(Op("set", path, value))
             if any(op.path[0] not in ("spec", "metadata") for op in ops):
                 # Not the user's fields: the store refuses, naming their owner.
-                self.store.commit(kind, name, ops, manager="user")
+                self.store.commit(kind, name, ops, manager="user", **self._user())
             return self._replace_checked(kind, name, doc, args)
 
         return await asyncio.to_thread(work)
@@ -293,7 +302,10 @@ class Handlers:
     async def rollback(self, args: dict[str, Any]) -> Any:
         kind, name = _ref(args["ref"])
         await asyncio.to_thread(self._get_doc, kind, name)
-        rolled = await asyncio.to_thread(self.store.rollback, kind, name, int(args["revision"]))
+        revision = int(args["revision"])
+        rolled = await asyncio.to_thread(
+            lambda: self.store.rollback(kind, name, revision, **self._user())
+        )
         self.d.wake()
         return {
             "ref": f"{kind}/{name}",

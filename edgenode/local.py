@@ -1,9 +1,16 @@
 """The CLI's verbs against a node's own store, until the daemon and its socket API land.
 
 A node keeps its state in one directory (``/var/lib/edgenode`` by default): ``node.key``, its
-Ed25519 key, and ``store``, its versioned store. `open_store` opens it the way the demo does:
-the node's key acts as the node, as placement and, until operators have credentials of their
-own, as ``user``.
+Ed25519 key, ``store``, its versioned store and, once it belongs to a cluster, ``cluster/``
+(see `gossip.identity`). `open_store` opens the store with a key registry to match:
+
+- a lone node (no ``cluster/cluster.json``): its key acts as the node, as placement and as
+  ``user`` (whoever reaches its root-only socket);
+- a cluster node: its credentials are checked against the trust root first; its key acts only
+  as ``node:<name>`` and ``placement``, and its local operator's credential (``cluster/
+  operator.cred``) is registered to act as ``user``. User writes are then authored by that
+  operator (`user_author`): signed with ``cluster/operator.key``, so peers that trust the
+  operator, and not the node, for ``user`` accept them.
 
 - Apply: `read_manifests` validates every file first; `plan` reads what is stored and, through
   `edgenode._confirm`, works out which relaxations each change adds and the document to write
@@ -18,10 +25,11 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lmdb
 import yaml
@@ -43,6 +51,7 @@ from edgenode._confirm import (
 from edgenode._ownership import KIND_RULES
 from edgenode.objects import KINDS, FieldProblem, Manifest, ManifestError, duplicate_problems
 from edgenode.objects.manifest import load_manifests
+from gossip.identity import IdentityError, LocalIdentity, local_identity, registry_entry
 from sandbox._relax import RELAXATIONS
 from store import Store, format_path
 
@@ -83,13 +92,54 @@ def default_node_name() -> str:
     return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in name).strip("-") or "node"
 
 
-def open_store(state_dir: Path, node: str | None = None, *, create: bool = True) -> Store:
-    """The store of the node whose state is in `state_dir` (its name: `node`, else the host
-    name). With `create`, a missing directory, key and store are made; without, they must
-    exist (a read-only verb does not make a node). Raises `StateDirError` when the directory,
-    key or store cannot be read or made, and the store's own `LocalStoreError` when the store
-    refuses to open (another node's, another format)."""
-    node = node or default_node_name()
+class Author(NamedTuple):
+    """Who writes as ``user`` on a cluster node: the local operator's name and key."""
+
+    name: str
+    key: Ed25519PrivateKey
+
+
+def _identity(state_dir: Path, node: str | None, now: int | None) -> LocalIdentity | None:
+    try:
+        return local_identity(state_dir, node, now=int(time.time()) if now is None else now)
+    except IdentityError as exc:
+        raise StateDirError(
+            f"{state_dir}: this node's cluster credentials cannot be used: {exc}. Nothing was "
+            "changed."
+        ) from None
+    except PermissionError as exc:
+        raise StateDirError(
+            f"{state_dir}: permission denied ({exc.filename}); run as the node's user (root), "
+            "or pass --state-dir; nothing was written."
+        ) from None
+
+
+def user_author(state_dir: Path, *, now: int | None = None) -> Author | None:
+    """Who authors this node's ``user`` writes: its local operator on a cluster node (checked
+    as `open_store` checks it; `StateDirError` if it cannot be used), None on a lone node
+    (the node itself writes as ``user``)."""
+    identity = _identity(state_dir, None, now)
+    if identity is None:
+        return None
+    return Author(identity.operator.subject, identity.operator_key)
+
+
+def store_author(store: Store) -> Author | None:
+    """`user_author` of the state directory `store` lives in (None: a store elsewhere)."""
+    if store.path.name != STORE_DIR:
+        return None
+    return user_author(store.path.parent)
+
+
+def open_store(
+    state_dir: Path, node: str | None = None, *, create: bool = True, now: int | None = None
+) -> Store:
+    """The store of the node whose state is in `state_dir` (its name: `node`, else its node
+    credential's subject on a cluster node, else the host name). With `create`, a missing
+    directory, key and store are made; without, they must exist (a read-only verb does not
+    make a node). Raises `StateDirError` when the directory, key, store or cluster
+    credentials (checked at `now`, default the wall clock) cannot be used, and the store's own
+    `LocalStoreError` when the store refuses to open (another node's, another format)."""
     key_path, store_path = state_dir / KEY_FILE, state_dir / STORE_DIR
     if not create and not (key_path.is_file() and store_path.is_dir()):
         raise StateDirError(
@@ -98,16 +148,19 @@ def open_store(state_dir: Path, node: str | None = None, *, create: bool = True)
             ". Nothing has been applied on this node yet, or --state-dir (EDGENODE_STATE_DIR) "
             "points elsewhere; nothing was changed."
         )
+    identity = _identity(state_dir, node, now)
+    if identity is None:
+        node = node or default_node_name()
+        # A lone node: whoever reaches its root-only socket acts as its user, through its key.
+        managers: tuple[str, ...] = (f"node:{node}", "placement", "user")
+    else:
+        node = identity.node.subject
+        managers = (f"node:{node}", "placement")
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = load_or_create_key(key_path)
-        return Store(
-            store_path,
-            node_id=node,
-            signing_key=key,
-            rules=KIND_RULES,
-            # No operator credentials yet (they come with the mesh): the node acts for its user.
-            node_managers=(f"node:{node}", "placement", "user"),
+        store = Store(
+            store_path, node_id=node, signing_key=key, rules=KIND_RULES, node_managers=managers
         )
     except PermissionError as exc:
         raise StateDirError(
@@ -118,6 +171,13 @@ def open_store(state_dir: Path, node: str | None = None, *, create: bool = True)
         raise StateDirError(
             f"{state_dir}: cannot open the node's key and store ({exc}); nothing was written."
         ) from None
+    if identity is not None:
+        try:
+            store.register_key(registry_entry(identity.operator))
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 # -- apply -------------------------------------------------------------------------------------
@@ -198,12 +258,23 @@ class Outcome:
     """The relaxations this change turned on (confirmed before `write` was called)."""
 
 
-def write(store: Store, planned: Iterable[Planned]) -> Iterator[Outcome]:
-    """Write each planned object, yielding what happened as it goes. A `StoreError` stops it:
-    the objects yielded before were written, that one and the rest were not."""
+def write(
+    store: Store, planned: Iterable[Planned], *, author: Author | None = None
+) -> Iterator[Outcome]:
+    """Write each planned object as ``user``, authored by `author` (default: `store_author`,
+    the local operator of a cluster node; on a lone node, the node), yielding what happened
+    as it goes. A `StoreError` stops it: the objects yielded before were written, that one
+    and the rest were not."""
+    author = author or store_author(store)
     for p in planned:
         m = p.manifest
-        committed = store.put_document(m.kind, m.name, p.document)
+        committed = store.put_document(
+            m.kind,
+            m.name,
+            p.document,
+            author=author.name if author else None,
+            author_key=author.key if author else None,
+        )
         if committed is None:
             revision = int(p.stored["metadata"]["revision"]) if p.stored else 0
             yield Outcome(m.ref, "unchanged", revision, ())

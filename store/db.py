@@ -35,6 +35,7 @@ from store._change import (
     Change,
     ChangeId,
     Op,
+    author_content,
     check_id,
     check_op,
     decode_change,
@@ -244,13 +245,27 @@ class Store:
         author: str | None = None,
         at: int | None = None,
         author_sig: bytes | None = None,
+        author_key: Ed25519PrivateKey | None = None,
     ) -> Committed:
-        """Write one change made on this node; raises `LocalStoreError` and writes nothing."""
+        """Write one change made on this node; raises `LocalStoreError` and writes nothing.
+
+        An edit by someone other than this node names its `author` and either carries the
+        author's signature (`author_sig`, made at `at` ms) or the author's key (`author_key`):
+        then the store stamps `at` with its own clock and signs inside the write, once the ops
+        are known (a rollback's or a document's ops are worked out there).
+        """
         checked = [self._check_op(o, kind, name) for o in ops]
         if not checked:
             raise InvalidChangeError(f"{kind}/{name}: a change needs at least one op")
         committed = self._commit(
-            kind, name, lambda _s: checked, manager=manager, author=author, at=at, sig=author_sig
+            kind,
+            name,
+            lambda _s: checked,
+            manager=manager,
+            author=author,
+            at=at,
+            sig=author_sig,
+            author_key=author_key,
         )
         assert committed is not None  # the ops are not empty, so it wrote or raised
         return committed
@@ -263,12 +278,14 @@ class Store:
         *,
         manager: str = "user",
         author: str | None = None,
+        author_key: Ed25519PrivateKey | None = None,
     ) -> Committed | None:
         """Make the fields `manager` owns equal `document` (create the object if needed).
 
         ``kind``, ``apiVersion``, ``metadata.name`` and ``metadata.revision`` in the document
         are ignored; fields owned by other managers (status, assignment) are left alone.
-        Returns None when nothing differs (no change is written).
+        Returns None when nothing differs (no change is written). `author` and `author_key`:
+        as for `commit`.
         """
         body = {k: v for k, v in document.items() if k not in ("kind", "apiVersion")}
         meta = {
@@ -295,13 +312,35 @@ class Store:
                 raise ownership_error(kind, name, plan.skipped)
             return [self._check_op(o, kind, name) for o in plan.ops]
 
-        return self._commit(kind, name, build, manager=manager, author=author)
+        return self._commit(
+            kind, name, build, manager=manager, author=author, author_key=author_key
+        )
 
-    def delete(self, kind: str, name: str, *, manager: str = "user") -> Committed:
-        return self.commit(kind, name, [Op("del", ())], manager=manager)
+    def delete(
+        self,
+        kind: str,
+        name: str,
+        *,
+        manager: str = "user",
+        author: str | None = None,
+        author_key: Ed25519PrivateKey | None = None,
+    ) -> Committed:
+        return self.commit(
+            kind, name, [Op("del", ())], manager=manager, author=author, author_key=author_key
+        )
 
-    def rollback(self, kind: str, name: str, revision: int, *, manager: str = "user") -> Rollback:
-        """A *new* change restoring, of the fields `manager` may write, those of `revision`."""
+    def rollback(
+        self,
+        kind: str,
+        name: str,
+        revision: int,
+        *,
+        manager: str = "user",
+        author: str | None = None,
+        author_key: Ed25519PrivateKey | None = None,
+    ) -> Rollback:
+        """A *new* change restoring, of the fields `manager` may write, those of `revision`
+        (`author`, `author_key`: as for `commit`)."""
         old = self.state_at(kind, name, revision)
         skipped: list[str] = []
 
@@ -317,7 +356,9 @@ class Store:
             skipped.extend(str(r) for r in plan.skipped)
             return plan.ops
 
-        committed = self._commit(kind, name, build, manager=manager)
+        committed = self._commit(
+            kind, name, build, manager=manager, author=author, author_key=author_key
+        )
         return Rollback(committed, skipped)
 
     def _check_op(self, op: Op | Sequence[Any], kind: str, name: str) -> Op:
@@ -336,6 +377,7 @@ class Store:
         author: str | None = None,
         at: int | None = None,
         sig: bytes | None = None,
+        author_key: Ed25519PrivateKey | None = None,
     ) -> Committed | None:
         check_id(kind, "the kind")
         check_id(name, "the object name")
@@ -352,9 +394,14 @@ class Store:
                 f"{', '.join(entry.managers) if entry else 'nothing: its key is unknown'}); "
                 "nothing was written"
             )
-        if author != self.node_id and (at is None or sig is None):
+        if author_key is not None:
+            self._check_author_key(
+                kind, name, entry, author_key, signed=sig is not None or at is not None
+            )
+        elif author != self.node_id and (at is None or sig is None):
             raise NotAuthorizedError(
-                f"{kind}/{name}: an edit by {author} needs its signature and signing time"
+                f"{kind}/{name}: an edit by {author} needs its signature and signing time "
+                "(or its key); nothing was written"
             )
         events: list[ChangeApplied] = []
         with self._write() as txn:
@@ -368,6 +415,15 @@ class Store:
             self._load_clock(txn)
             head = txn.get(self.node_id.encode(), db=self._heads)
             seq, prev = cbor2.loads(head) if head else (0, ZERO_DIGEST)
+            physical = self._clock_ms()
+            hlc = self.clock.now(physical_ms=physical)
+            if author_key is not None:  # the author signs now, on this node's clock
+                at = physical
+                sig = author_key.sign(
+                    author_content(
+                        author=author, manager=manager, kind=kind, name=name, ops=ops, at=at
+                    )
+                )
             change = make_change(
                 signer=self._key,
                 origin=self.node_id,
@@ -375,7 +431,7 @@ class Store:
                 prev=prev,
                 kind=kind,
                 name=name,
-                hlc=self.clock.now(physical_ms=self._clock_ms()),
+                hlc=hlc,
                 author=author,
                 manager=manager,
                 ops=ops,
@@ -407,6 +463,36 @@ class Store:
             events.append(ChangeApplied(change.id, kind, name, state.revision, local=True))
         self.watchers.publish(events)
         return Committed(change.id, kind, name, state.revision, change.hlc)
+
+    def _check_author_key(
+        self,
+        kind: str,
+        name: str,
+        entry: KeyEntry,
+        key: Ed25519PrivateKey,
+        *,
+        signed: bool,
+    ) -> None:
+        """Refuse an `author_key` this write cannot use: with a signature too, for this node
+        itself, or not the key registered for the author."""
+        author = entry.key_id
+        if signed:
+            raise InvalidChangeError(
+                f"{kind}/{name}: the edit by {author} carries its signature and also its key; "
+                "give one of them; nothing was written"
+            )
+        if author == self.node_id:
+            raise InvalidChangeError(
+                f"{kind}/{name}: author_key is for an author other than this node "
+                f"({self.node_id} signs its own changes); nothing was written"
+            )
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        if public != entry.public_key:
+            raise NotAuthorizedError(
+                f"{kind}/{name}: the key given for author {author} is {public.hex()[:16]}…, "
+                f"expected the key registered for {author}, {entry.public_key.hex()[:16]}…; "
+                "nothing was written"
+            )
 
     def _store_new(self, txn: Any, changes: Sequence[Change]) -> None:
         """Append one origin's contiguous run (or single change) to the log and its head."""
