@@ -1,0 +1,832 @@
+"""The QUIC transport between nodes: mutually authenticated, framed, bounded, one connection a peer.
+
+Theory of operation. Every node listens on one UDP port (QUIC, ALPN ``edgenode/1``) and dials
+peers from an ephemeral port per connection. Its TLS certificate is self-signed for its own
+Ed25519 node key, made with the `Transport`. aioquic has no public API for a server to check a
+client's certificate, and no chain exists to verify anyway, so trust comes from an application
+handshake on the connection's one stream (`gossip._frames`): both sides present credentials
+signed by the cluster's trust root and sign fresh nonces bound to the server's TLS certificate.
+The client reads that certificate through `peer_certificate` and requires its key to be the
+server's credential's key. `peer_certificate` and `send_backlog` (for backpressure) are the only
+places that touch aioquic internals; a test pins both.
+
+A side that refuses the other logs ``peer_refused`` (address, claimed subject, reason) and
+closes with `Close.REFUSED` and a short reason; the refused side logs ``refused_by_peer``.
+Nothing but handshake frames flows before the server's ACCEPTED: no frame or datagram is
+delivered, or sent, to an unauthenticated peer. Handshakes have a deadline, at most
+`TransportConfig.max_pending_handshakes` inbound ones run at once, and an Initial that carries
+no TLS ClientHello is dropped at once, so garbage and floods cost little and end quickly.
+
+After authentication, `send` writes DATA frames on the stream (reliable, in order) or QUIC
+DATAGRAM frames (unreliable). Per peer, bytes queued before the connection is up plus bytes
+handed to QUIC and not yet acknowledged are capped by `max_queue_bytes`; past it `send`
+returns False (backpressure: the caller's protocol copes with loss). If both nodes dial each
+other, both keep the connection dialled by the lower node id; the other is drained (each side
+ends its stream after its last frame, and it closes once both ends are received and its data
+acknowledged), so no queued frame is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import secrets
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import structlog
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from gossip import _frames as fr
+from gossip._credentials import Credential, CredentialError
+from gossip._membership_wire import NodeId
+from gossip.identity import IdentityError, cluster_dir, load_cluster, public_bytes
+
+log = structlog.get_logger("gossip.transport")
+
+
+class TransportError(RuntimeError):
+    """A dial failed (refused, timed out, unreachable): the reason says which; nothing is kept."""
+
+
+class AioquicInternalsError(RuntimeError):
+    """aioquic no longer has an internal this transport relies on: pin a compatible aioquic."""
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+# -- The aioquic internals this module relies on (tests/test_transport.py pins both) ----------
+
+
+def peer_certificate(quic: QuicConnection) -> x509.Certificate | None:
+    """The certificate the peer presented in the TLS handshake (None before it arrives)."""
+    tls = getattr(quic, "tls", None)
+    if tls is None or not hasattr(tls, "_peer_certificate"):
+        raise AioquicInternalsError(
+            "aioquic's TLS context has no _peer_certificate: this transport cannot bind the "
+            "handshake to the server's certificate; nothing was trusted"
+        )
+    return cast(x509.Certificate | None, tls._peer_certificate)
+
+
+def send_backlog(quic: QuicConnection, stream_id: int | None) -> tuple[int, int]:
+    """What aioquic holds to send: (stream bytes not yet acknowledged, datagrams not yet sent)."""
+    try:
+        datagrams = len(quic._datagrams_pending)
+        if stream_id is None or stream_id not in quic._streams:
+            return 0, datagrams
+        sender = quic._streams[stream_id].sender
+        return int(sender._buffer_stop - sender._buffer_start), datagrams
+    except AttributeError as exc:
+        raise AioquicInternalsError(
+            f"aioquic's connection no longer exposes its send buffers ({exc}): backpressure "
+            "cannot be measured"
+        ) from None
+
+
+# -- Configuration, identity, events ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    handshake_timeout_s: float = 5.0
+    """Seconds from a connection's first packet to ACCEPTED (0.1-60). Shorter frees slots held
+    by silent peers sooner; too short refuses peers on slow links."""
+    connect_timeout_s: float = 5.0
+    """Seconds `dial` waits for an authenticated connection (0.1-60)."""
+    idle_timeout_s: float = 60.0
+    """Seconds without any packet after which QUIC closes a connection (1-600)."""
+    max_frame_bytes: int = 1 << 20
+    """Largest reliable frame (kind, channel, payload), bytes (64 B-64 MiB). A peer sending a
+    longer one has its connection closed; `send` of a longer one returns False."""
+    max_datagram_bytes: int = 1100
+    """Largest unreliable message (channel and payload), bytes (64-1150: one QUIC packet)."""
+    max_queue_bytes: int = 4 << 20
+    """Per peer: bytes queued and unacknowledged above which `send` returns False (>= the
+    largest frame). Larger rides out longer stalls; smaller bounds memory per peer."""
+    max_datagram_backlog: int = 64
+    """Per connection: datagrams waiting for congestion window (1-10000); past it `send` of a
+    datagram returns False, so stale unreliable messages are dropped rather than queued."""
+    max_pending_handshakes: int = 64
+    """Inbound connections allowed in the handshake at once (1-10000); more are refused."""
+    log_interval_s: float = 10.0
+    """Identical refusal logs (event, address, kind) are emitted at most once per this."""
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(
+                    f"TransportConfig.{name}: expected {low} to {high}, got {value}; "
+                    "nothing was started"
+                )
+        if self.max_queue_bytes < self.max_frame_bytes:
+            raise ValueError(
+                f"TransportConfig.max_queue_bytes: expected at least max_frame_bytes "
+                f"({self.max_frame_bytes}), got {self.max_queue_bytes}; nothing was started"
+            )
+
+
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "handshake_timeout_s": (0.1, 60),
+    "connect_timeout_s": (0.1, 60),
+    "idle_timeout_s": (1, 600),
+    "max_frame_bytes": (64, 64 << 20),
+    "max_datagram_bytes": (64, 1150),
+    "max_datagram_backlog": (1, 10_000),
+    "max_pending_handshakes": (1, 10_000),
+    "log_interval_s": (0, 3600),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    node_id: NodeId
+    key: Ed25519PrivateKey
+    credential: Credential
+    root_public: bytes
+
+    @classmethod
+    def load(cls, state_dir: Path) -> NodeIdentity:
+        """This node's identity: ``node.key``, ``cluster/cluster.json``, ``cluster/node.cred``."""
+        try:
+            key = Ed25519PrivateKey.from_private_bytes((state_dir / "node.key").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IdentityError(
+                f"{state_dir / 'node.key'}: no Ed25519 private key ({exc})"
+            ) from None
+        cluster = load_cluster(state_dir)
+        path = cluster_dir(state_dir) / "node.cred"
+        try:
+            cred = Credential.decode(path.read_bytes())
+        except FileNotFoundError:
+            raise IdentityError(f"{path} does not exist: this node has not joined") from None
+        except CredentialError as exc:
+            raise IdentityError(f"{path}: {exc}") from None
+        if cred.public_key != public_bytes(key):
+            raise IdentityError(
+                f"{path} is for key {cred.public_key.hex()[:16]}..., node.key is "
+                f"{public_bytes(key).hex()[:16]}...: the credential is not this node's"
+            )
+        return cls(NodeId(cred.subject), key, cred, cluster.root_public)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    node: NodeId
+    address: tuple[str, int]
+    inbound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    node: NodeId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    address: tuple[str, int]
+    """Where the connection's other end is (for an inbound one: its ephemeral port)."""
+    since: float
+    credential: Credential
+    inbound: bool
+
+
+@dataclass
+class TransportStats:
+    connections: int = 0
+    """Connections authenticated since start (both directions)."""
+    refused: int = 0
+    dropped: int = 0
+    """Messages `send` refused or lost (queue full, unknown address, too big, dial failed),
+    and datagrams dropped on receipt (before authentication, malformed, too big)."""
+    frames_in: dict[str, int] = field(default_factory=dict)
+    frames_out: dict[str, int] = field(default_factory=dict)
+    bytes_in: dict[str, int] = field(default_factory=dict)
+    bytes_out: dict[str, int] = field(default_factory=dict)
+    datagrams_in: dict[str, int] = field(default_factory=dict)
+    datagrams_out: dict[str, int] = field(default_factory=dict)
+
+
+def _count(table: dict[str, int], key: str, n: int = 1) -> None:
+    table[key] = table.get(key, 0) + n
+
+
+def _address(addr: Any) -> tuple[str, int]:
+    host = str(addr[0])
+    return (host.removeprefix("::ffff:") if "." in host else host, int(addr[1]))
+
+
+@dataclass
+class _Peer:
+    dial_to: tuple[str, int] | None = None
+    active: _Conn | None = None
+    pending: deque[tuple[bool, bytes, str, int]] = field(default_factory=deque)
+    pending_bytes: int = 0
+    dialling: asyncio.Task[None] | None = None
+
+
+class _Conn(QuicConnectionProtocol):
+    """One QUIC connection: its handshake, then frames; every input handled in `_on_event`."""
+
+    def __init__(self, quic: QuicConnection, *, owner: Transport, inbound: bool) -> None:
+        super().__init__(quic)
+        self.owner = owner
+        self.inbound = inbound
+        self.address: tuple[str, int] = ("", 0)
+        self.state = "tls"  # tls -> handshake -> up -> draining; closed at any point
+        self.handshake: fr.ClientHandshake | fr.ServerHandshake | None = None
+        self.decoder = fr.FrameDecoder(fr.MAX_HANDSHAKE_BYTES)
+        self.stream_id: int | None = None
+        self.peer: Credential | None = None
+        self.subject = ""
+        self.since = 0.0
+        self.busy = False
+        self.negotiated = False  # a ClientHello was read (set before its first datagram ends)
+        self.counted = inbound  # holds a pending-handshake slot
+        self.got_fin = False
+        self.our_close: tuple[int, str] | None = None
+        self.sent_fin = False
+        self.authenticated: asyncio.Future[NodeId] = self._loop.create_future()
+        self.udp: asyncio.DatagramTransport | None = None
+        self.deadline = self._loop.call_later(owner.config.handshake_timeout_s, self._expire)
+        self._flush_handle: asyncio.Handle | None = None
+
+    # inputs from asyncio and aioquic
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        first = self.address == ("", 0)
+        if first:
+            self.address = _address(addr)
+        try:
+            if first and self.busy:  # read the ClientHello, answer only with the refusal
+                self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+                self.refuse(fr.Close.BUSY, "busy", "too many handshakes in progress")
+                return
+            super().datagram_received(data, addr)
+            if first and self.inbound and self.state == "tls" and not self.negotiated:
+                self._drop_silently()
+        except Exception:
+            log.exception("transport_bug", address=self._where())
+            self.refuse(fr.Close.PROTOCOL, "internal", "internal error")
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("transport_bug", address=self._where(), peer=self.subject)
+            self.refuse(fr.Close.PROTOCOL, "internal", "internal error")
+
+    def transmit(self) -> None:
+        super().transmit()
+        if (
+            self.state == "draining"
+            and self.got_fin
+            and self.sent_fin
+            and send_backlog(self._quic, self.stream_id) == (0, 0)
+        ):
+            self.state = "closed"
+            self.close(fr.Close.REPLACED, "replaced by another connection")
+
+    def _on_event(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.ProtocolNegotiated):
+            self.negotiated = True
+        elif isinstance(event, events.HandshakeCompleted):
+            self._tls_done(event)
+        elif isinstance(event, events.StreamDataReceived):
+            self._stream_data(event)
+        elif isinstance(event, events.DatagramFrameReceived):
+            self.owner._datagram(self, event.data)
+        elif isinstance(event, events.StreamReset) and event.stream_id == self.stream_id:
+            self.refuse(fr.Close.PROTOCOL, "malformed", "peer reset the stream")
+        elif isinstance(event, events.ConnectionTerminated):
+            self._terminated(event)
+
+    def _tls_done(self, event: events.HandshakeCompleted) -> None:
+        if event.alpn_protocol != fr.ALPN:
+            self.refuse(fr.Close.REFUSED, "alpn", f"ALPN {event.alpn_protocol!r}, not {fr.ALPN}")
+            return
+        if self.state != "tls":
+            return
+        self.state = "handshake"
+        me = self.owner.identity
+        if self.inbound:
+            self.handshake = fr.ServerHandshake(
+                key=me.key,
+                credential=me.credential,
+                root_public=me.root_public,
+                nonce=secrets.token_bytes(fr.NONCE_BYTES),
+                cert_der=self.owner._cert_der,
+            )
+            return
+        cert = peer_certificate(self._quic)
+        public = cert.public_key() if cert is not None else None
+        if cert is None or not isinstance(public, Ed25519PublicKey):
+            self.refuse(fr.Close.REFUSED, "certificate", "server certificate is not Ed25519")
+            return
+        handshake = fr.ClientHandshake(
+            key=me.key,
+            credential=me.credential,
+            root_public=me.root_public,
+            nonce=secrets.token_bytes(fr.NONCE_BYTES),
+            cert_public=_raw(public),
+            cert_der=cert.public_bytes(Encoding.DER),
+        )
+        self.handshake = handshake
+        self.stream_id = self._quic.get_next_available_stream_id()
+        self._write(handshake.hello())
+
+    def _stream_data(self, event: events.StreamDataReceived) -> None:
+        if self.state in ("tls", "closed"):
+            return
+        if self.stream_id is None and self.inbound and event.stream_id == 0:
+            self.stream_id = 0
+        if event.stream_id != self.stream_id:
+            self.refuse(fr.Close.PROTOCOL, "stream", f"unexpected stream {event.stream_id}")
+            return
+        for kind, body in self.decoder.feed(event.data):
+            if self.state == "handshake":
+                self._handshake_frame(kind, body)
+            elif self.state in ("up", "draining"):
+                self.owner._frame(self, kind, body)
+            if self.state == "closed":
+                return
+        if self.decoder.error is not None:
+            code = fr.Close.FRAME_TOO_BIG if self.decoder.too_big else fr.Close.PROTOCOL
+            self.refuse(
+                code, "frame-too-big" if self.decoder.too_big else "malformed", self.decoder.error
+            )
+            return
+        if event.end_stream:
+            self.got_fin = True
+            if self.state == "up":
+                self.owner._demote(self)
+            elif self.state != "draining":
+                self.refuse(fr.Close.PROTOCOL, "malformed", "stream ended during the handshake")
+
+    def _handshake_frame(self, kind: int, body: bytes) -> None:
+        assert self.handshake is not None
+        step = self.handshake.receive(kind, body, now=int(self.owner.clock()))
+        self.subject = step.subject or self.subject
+        if step.refused is not None:
+            self.refuse(fr.Close.REFUSED, step.code, step.refused)
+            return
+        if step.reply:
+            self._write(step.reply)
+        if step.peer is not None:
+            self.peer = step.peer
+            self.state = "up"
+            self.since = self.owner.clock()
+            self.deadline.cancel()
+            self.decoder.limit = self.owner.config.max_frame_bytes
+            self.owner._up(self)
+
+    def _terminated(self, event: events.ConnectionTerminated) -> None:
+        self.state = "closed"
+        self.deadline.cancel()
+        reason = event.reason_phrase or f"closed with code {event.error_code}"
+        by_peer = (event.error_code, event.reason_phrase) != self.our_close
+        if event.error_code == fr.Close.REFUSED and by_peer:
+            self.owner._log(
+                "refused_by_peer", self.address, self.subject, reason, "refused_by_peer"
+            )
+        if not self.authenticated.done():
+            self.authenticated.set_exception(TransportError(reason))
+            self.authenticated.exception()  # retrieved: a background dial may not await it
+        self.owner._closed(self, reason)
+        if self.udp is not None:
+            self.udp.close()
+
+    # actions
+
+    def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
+        if self.our_close is None:
+            self.our_close = (error_code, reason_phrase)
+        super().close(error_code, reason_phrase)
+
+    def _where(self) -> str:
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _write(self, data: bytes) -> None:
+        assert self.stream_id is not None
+        self._quic.send_stream_data(self.stream_id, data)
+        self.flush_soon()
+
+    def flush_soon(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self.state != "closed":
+            self.transmit()
+
+    def end_stream(self) -> None:
+        if not self.sent_fin and self.stream_id is not None:
+            self.sent_fin = True
+            self._quic.send_stream_data(self.stream_id, b"", end_stream=True)
+            self.flush_soon()
+
+    def _expire(self) -> None:
+        if self.state in ("tls", "handshake"):
+            self.refuse(fr.Close.TIMEOUT, "deadline", "handshake not finished before its deadline")
+
+    def _drop_silently(self) -> None:
+        """An Initial with no ClientHello in it: garbage. Forget it without logging each one."""
+        self.owner._release(self)
+        self.state = "closed"
+        self.close(fr.Close.PROTOCOL, "")
+
+    def refuse(self, code: fr.Close, kind: str, reason: str) -> None:
+        if self.state == "closed":
+            return
+        self.owner._release(self)
+        was = self.state
+        self.state = "closed"
+        if not self.inbound and code == fr.Close.TIMEOUT:
+            self.owner._log("dial_timeout", self.address, self.subject, reason, kind)
+        elif code in (fr.Close.REFUSED, fr.Close.TIMEOUT, fr.Close.BUSY):
+            self.owner.stats.refused += 1
+            self.owner._log("peer_refused", self.address, self.subject, reason, kind)
+        else:
+            self.owner._log("peer_closed", self.address, self.subject, reason, kind)
+        if not self.authenticated.done():
+            self.authenticated.set_exception(TransportError(reason))
+            self.authenticated.exception()
+        if was in ("up", "draining"):
+            self.owner._closed(self, reason)
+        self.close(code, reason[:200])
+
+
+class _Server(QuicServer):
+    """aioquic's server, with any exception from a datagram logged instead of escaping."""
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        try:
+            super().datagram_received(data, addr)
+        except Exception:
+            log.exception("transport_bug", address=str(addr[:2]))
+
+
+def _certificate(key: Ed25519PrivateKey, node: str, now: float) -> x509.Certificate:
+    """A self-signed certificate for this node's key: TLS needs one; trust comes from elsewhere."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)])
+    start = datetime.datetime.fromtimestamp(now - 3600, tz=datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .sign(key, None)
+    )
+
+
+class Transport:
+    """The node's QUIC endpoint: listens, dials, authenticates, and moves messages.
+
+    `on_message(channel, sender, payload)` is called for every frame and datagram from an
+    authenticated peer; `on_peer` with `PeerUp` / `PeerDown` as peers come and go. `clock`
+    (Unix seconds) decides credential validity. Exceptions from the callbacks are logged."""
+
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        config: TransportConfig,
+        *,
+        on_message: Callable[[str, NodeId, bytes], None],
+        on_peer: Callable[[PeerUp | PeerDown], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self.config = config
+        self.clock = clock
+        self.stats = TransportStats()
+        self._on_message = on_message
+        self._on_peer = on_peer
+        self._limit = fr.RateLimit(config.log_interval_s)
+        self._peers: dict[NodeId, _Peer] = {}
+        self._conns: set[_Conn] = set()
+        self._pending = 0
+        self._server: QuicServer | None = None
+        self._cert = _certificate(identity.key, identity.node_id, clock())
+        self._cert_der = self._cert.public_bytes(Encoding.DER)
+
+    def _configuration(self, *, client: bool) -> QuicConfiguration:
+        config = QuicConfiguration(
+            is_client=client,
+            alpn_protocols=[fr.ALPN],
+            idle_timeout=self.config.idle_timeout_s,
+            max_datagram_frame_size=65536,
+            max_data=4 * self.config.max_queue_bytes,
+            max_stream_data=max(2 * self.config.max_frame_bytes, 1 << 20),
+        )
+        if client:
+            config.verify_mode = ssl.CERT_NONE  # no chain: the handshake checks the key
+            config.server_name = "edgenode"
+        else:
+            config.certificate = self._cert
+            config.private_key = self.identity.key
+        return config
+
+    async def start(self, host: str = "::", port: int = 0) -> int:
+        """Listen on `host`:`port` (UDP); "::" takes IPv4 too where the OS allows. The port."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        configuration = self._configuration(client=False)
+        _, server = await loop.create_datagram_endpoint(
+            lambda: _Server(configuration=configuration, create_protocol=self._accept), sock=sock
+        )
+        self._server = server
+        return int(sock.getsockname()[1])
+
+    def _accept(self, quic: QuicConnection, **_: Any) -> _Conn:
+        conn = _Conn(quic, owner=self, inbound=True)
+        if self._pending >= self.config.max_pending_handshakes:
+            conn.busy = True
+            conn.counted = False
+        else:
+            self._pending += 1
+        self._conns.add(conn)
+        return conn
+
+    def _release(self, conn: _Conn) -> None:
+        if conn.counted:
+            conn.counted = False
+            self._pending -= 1
+
+    def set_address(self, peer: NodeId, host: str, port: int) -> None:
+        """Where to dial `peer` when a message is sent to it and no connection is up."""
+        self._peers.setdefault(peer, _Peer()).dial_to = (host, port)
+
+    def send(self, peer: NodeId, channel: str, data: bytes, *, reliable: bool) -> bool:
+        """Queue `data` for `peer` on `channel`; dial in the background if need be.
+
+        False: dropped (no address known, larger than the limit, the peer's queue is full).
+        A channel name that is not valid raises ValueError (the caller's mistake)."""
+        body = fr.channel_payload(channel, data)
+        p = self._peers.get(peer)
+        limit = self.config.max_frame_bytes - 1 if reliable else self.config.max_datagram_bytes
+        if len(body) > limit or p is None or (p.active is None and p.dial_to is None):
+            self.stats.dropped += 1
+            return False
+        wire = fr.frame(fr.Kind.DATA, body) if reliable else body
+        conn = p.active
+        stream, datagrams = send_backlog(conn._quic, conn.stream_id) if conn else (0, 0)
+        full = p.pending_bytes + stream + len(wire) > self.config.max_queue_bytes
+        if full or (not reliable and datagrams >= self.config.max_datagram_backlog):
+            self.stats.dropped += 1
+            return False
+        if conn is not None:
+            self._put(conn, reliable, wire, channel, len(data))
+            return True
+        p.pending.append((reliable, wire, channel, len(data)))
+        p.pending_bytes += len(wire)
+        if p.dialling is None and p.dial_to is not None:
+            p.dialling = asyncio.get_running_loop().create_task(self._background_dial(peer))
+        return True
+
+    def _put(self, conn: _Conn, reliable: bool, wire: bytes, channel: str, size: int) -> None:
+        if reliable:
+            assert conn.stream_id is not None
+            conn._quic.send_stream_data(conn.stream_id, wire)
+            _count(self.stats.frames_out, channel)
+        else:
+            conn._quic.send_datagram_frame(wire)
+            _count(self.stats.datagrams_out, channel)
+        _count(self.stats.bytes_out, channel, size)
+        conn.flush_soon()
+
+    async def _background_dial(self, peer: NodeId) -> None:
+        p = self._peers[peer]
+        try:
+            assert p.dial_to is not None
+            got = await self.dial(*p.dial_to)
+            if got != peer:
+                log.warning("peer_address_mismatch", expected=peer, found=got, address=p.dial_to)
+        except TransportError as exc:
+            log.info("dial_failed", peer=peer, reason=str(exc))
+        finally:
+            p.dialling = None
+            if p.active is None and p.pending:  # nowhere to go: drop, counted
+                self.stats.dropped += len(p.pending)
+                p.pending.clear()
+                p.pending_bytes = 0
+
+    async def dial(self, host: str, port: int) -> NodeId:
+        """Connect to `host`:`port` and authenticate: the node found there.
+
+        Raises TransportError saying why not (refused and the reason, timed out, unreachable).
+        A node already connected at that address is returned without a new connection."""
+        for node, p in self._peers.items():
+            if p.dial_to == (host, port) and p.active is not None:
+                return node
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise TransportError(f"dial {host} port {port}: cannot resolve ({exc})") from None
+        found = infos[0][4]
+        addr: tuple[Any, ...] = found
+        if len(found) == 2:
+            addr = ("::ffff:" + str(found[0]), found[1], 0, 0)
+        quic = QuicConnection(configuration=self._configuration(client=True))
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(("::", 0, 0, 0))
+            udp, proto = await loop.create_datagram_endpoint(
+                lambda: _Conn(quic, owner=self, inbound=False), sock=sock
+            )
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"dial {host} port {port}: {exc}") from None
+        conn = proto
+        conn.udp = udp
+        conn.address = (host, port)
+        self._conns.add(conn)
+        try:
+            conn.connect(addr)
+        except OSError as exc:
+            conn.refuse(fr.Close.DONE, "unreachable", str(exc))
+            raise TransportError(f"dial {host} port {port}: {exc}") from None
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(conn.authenticated), self.config.connect_timeout_s
+            )
+        except TimeoutError:
+            conn.refuse(fr.Close.TIMEOUT, "deadline", "connect timeout")
+            raise TransportError(
+                f"dial {host} port {port}: no authenticated connection within "
+                f"{self.config.connect_timeout_s} s"
+            ) from None
+
+    # called by connections
+
+    def _up(self, conn: _Conn) -> None:
+        assert conn.peer is not None
+        self._release(conn)
+        node = NodeId(conn.peer.subject)
+        if node == self.identity.node_id:
+            conn.refuse(fr.Close.REFUSED, "self", "connected to itself")
+            return
+        self.stats.connections += 1
+        p = self._peers.setdefault(node, _Peer())
+        old = p.active
+        if old is not None:
+            me = self.identity.node_id
+            if fr.keeps_new(me, node, new_inbound=conn.inbound, old_inbound=old.inbound):
+                p.active = conn
+                self._demote(old)
+            else:
+                self._demote(conn)
+        else:
+            p.active = conn
+        if p.active is conn:
+            while p.pending:
+                self._put(conn, *p.pending.popleft())
+            p.pending_bytes = 0
+        if old is None and self._on_peer is not None:
+            self._call(self._on_peer, PeerUp(node, conn.address, conn.inbound))
+        if not conn.authenticated.done():
+            conn.authenticated.set_result(node)
+
+    def _demote(self, conn: _Conn) -> None:
+        """Stop using `conn` for new messages; end our side of it once what is queued is out."""
+        if conn.state != "up":
+            return
+        conn.state = "draining"
+        assert conn.peer is not None
+        node = NodeId(conn.peer.subject)
+        p = self._peers.get(node)
+        if p is not None and p.active is conn:  # the peer ended it: it is going away
+            p.active = None
+            if self._on_peer is not None:
+                self._call(self._on_peer, PeerDown(node, "peer ended the connection's stream"))
+        conn.end_stream()
+
+    def _closed(self, conn: _Conn, reason: str) -> None:
+        self._conns.discard(conn)
+        self._release(conn)
+        if conn.peer is None:
+            return
+        node = NodeId(conn.peer.subject)
+        p = self._peers.get(node)
+        if p is not None and p.active is conn:
+            p.active = None
+            if self._on_peer is not None:
+                self._call(self._on_peer, PeerDown(node, reason))
+
+    def _frame(self, conn: _Conn, kind: int, body: bytes) -> None:
+        view = fr.parse_channel_payload(body) if kind == fr.Kind.DATA else "not a DATA frame"
+        if isinstance(view, str):
+            conn.refuse(fr.Close.PROTOCOL, "malformed", f"frame: {view}")
+            return
+        assert conn.peer is not None
+        channel, payload = view
+        _count(self.stats.frames_in, channel)
+        _count(self.stats.bytes_in, channel, len(payload))
+        self._call(self._on_message, channel, NodeId(conn.peer.subject), payload)
+
+    def _datagram(self, conn: _Conn, data: bytes) -> None:
+        view = fr.parse_channel_payload(data)
+        if conn.peer is None or isinstance(view, str) or len(data) > self.config.max_datagram_bytes:
+            self.stats.dropped += 1
+            return
+        channel, payload = view
+        _count(self.stats.datagrams_in, channel)
+        _count(self.stats.bytes_in, channel, len(payload))
+        self._call(self._on_message, channel, NodeId(conn.peer.subject), payload)
+
+    def _log(
+        self, event: str, address: tuple[str, int], subject: str, reason: str, kind: str
+    ) -> None:
+        """Log a refusal or close, at most once per (event, host, kind) and interval."""
+        suppressed = self._limit.admit((event, address[0], kind), now=time.monotonic())
+        if suppressed is not None:
+            host, port = address
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.warning(
+                event,
+                address=where,
+                subject=subject,
+                reason=reason,
+                kind=kind,
+                suppressed=suppressed,
+            )
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("transport_callback_failed", callback=getattr(fn, "__name__", "?"))
+
+    # queries and shutdown
+
+    def peers(self) -> dict[NodeId, PeerInfo]:
+        """Connected, authenticated peers."""
+        out: dict[NodeId, PeerInfo] = {}
+        for node, p in self._peers.items():
+            c = p.active
+            if c is not None and c.peer is not None:
+                out[node] = PeerInfo(c.address, c.since, c.peer, c.inbound)
+        return out
+
+    def queued(self, peer: NodeId) -> int:
+        """Bytes queued for `peer`: before a connection, and sent on it but not acknowledged."""
+        p = self._peers.get(peer)
+        if p is None:
+            return 0
+        c = p.active
+        return p.pending_bytes + (send_backlog(c._quic, c.stream_id)[0] if c else 0)
+
+    async def close(self) -> None:
+        """Close every connection and stop listening."""
+        for p in self._peers.values():
+            if p.dialling is not None:
+                p.dialling.cancel()
+        conns = list(self._conns)
+        for c in conns:
+            if c.state != "closed":
+                c.state = "closed"
+                c.close(fr.Close.DONE, "node shutting down")
+        if conns:
+            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=0.5)
+        for c in conns:
+            if c.udp is not None:
+                c.udp.close()
+            c.deadline.cancel()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
