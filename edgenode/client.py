@@ -8,21 +8,61 @@ prints what comes back.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgenode._protocol import EXIT_UNAVAILABLE, ApiError, decode, encode
+from edgenode._protocol import EXIT_INVALID, EXIT_UNAVAILABLE, ApiError, decode, encode
 
 DEFAULT_SOCKET = "/run/edgenode/edgenode.sock"
 DEFAULT_STATE_DIR = Path("/var/lib/edgenode")
 _ids = itertools.count(1)
 
 
+LAB_RUN_DIR = "/run/edgenode-lab"
+"""Where labs (`edgenode lab`) keep runtime state: ``<lab>/lab.json``, ``<lab>/<node>.sock``."""
+DEFAULT_LAB = "lab"
+
+
 def socket_path(given: str | None = None) -> str:
     return given or os.environ.get("EDGENODE_SOCKET") or DEFAULT_SOCKET
+
+
+def lab_name(given: str | None = None) -> str:
+    """The lab a verb means: --lab, else EDGENODE_LAB, else "lab"."""
+    return given or os.environ.get("EDGENODE_LAB") or DEFAULT_LAB
+
+
+def lab_socket(node: str, lab: str | None = None) -> str:
+    """The socket of node `node` of a lab on this machine (`edgenode lab`), or `ApiError`
+    (exit 2) naming the lab and its nodes when it has no such node."""
+    name = lab_name(lab)
+    run = os.path.join(LAB_RUN_DIR, name)
+    try:
+        with open(os.path.join(run, "lab.json"), encoding="utf-8") as f:
+            nodes = [str(n) for n in json.load(f)["nodes"]]
+    except FileNotFoundError:
+        raise ApiError(
+            f"there is no lab {name!r} on this machine ({run}/lab.json does not "
+            f"exist); start it with `edgenode lab up --lab {name}`, or name another lab with "
+            "--lab / EDGENODE_LAB (with --state-dir, --node names the node instead); nothing "
+            "was sent",
+            EXIT_INVALID,
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ApiError(
+            f"lab {name!r}: {run}/lab.json is unreadable ({exc}); nothing was sent",
+            EXIT_INVALID,
+        ) from None
+    if node not in nodes:
+        raise ApiError(
+            f"lab {name!r} has no node {node!r}; its nodes: {', '.join(nodes)}; nothing was sent",
+            EXIT_INVALID,
+        )
+    return os.path.join(run, f"{node}.sock")
 
 
 class Connection:

@@ -4,8 +4,9 @@
 importing click alone takes longer than the rest of such a call. `run` recognises exactly
 these forms (``get KIND [NAME] [-o FORMAT] [--socket PATH]``, ``apply -f FILE...
 [--confirm-insecure NAME]... [--socket PATH]`` when no one is at a terminal to answer a
-question) and answers them with the standard library; anything else, help and errors
-included, goes to the full CLI (`edgenode.verbs`), which prints with the same functions.
+question; either with ``--node NAME [--lab LAB]`` in place of ``--socket``) and answers them
+with the standard library; anything else, help and errors included, goes to the full CLI
+(`edgenode.verbs`), which prints with the same functions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenode._protocol import EXIT_INVALID, ApiError
-from edgenode.client import Connection
+from edgenode.client import Connection, lab_socket
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
 
@@ -144,8 +145,8 @@ def _parse(argv: Sequence[str]) -> tuple[str, dict[str, list[str]], list[str]] |
     options: dict[str, list[str]] = {}
     positionals: list[str] = []
     known = {
-        "get": {"-o", "--output", "--socket"},
-        "apply": {"-f", "--filename", "--confirm-insecure", "--socket"},
+        "get": {"-o", "--output", "--socket", "--node", "--lab"},
+        "apply": {"-f", "--filename", "--confirm-insecure", "--socket", "--node", "--lab"},
     }[argv[0]]
     rest = list(argv[1:])
     while rest:
@@ -164,14 +165,30 @@ def _parse(argv: Sequence[str]) -> tuple[str, dict[str, list[str]], list[str]] |
     return argv[0], options, positionals
 
 
+def _socket(options: dict[str, list[str]]) -> str | None:
+    """The socket the options name (None: the default); "" when the full CLI must explain."""
+    sockets = options.get("--socket") or []
+    nodes = options.get("--node") or []
+    if not nodes:
+        return sockets[-1] if sockets else None
+    if sockets:
+        return ""
+    try:
+        labs = options.get("--lab") or []
+        return lab_socket(nodes[-1], labs[-1] if labs else None)
+    except ApiError:
+        return ""
+
+
 def run(argv: Sequence[str]) -> int | None:
     """Answer `argv` if it is one of the plain forms (the exit code), else None."""
     parsed = _parse(argv)
     if parsed is None:
         return None
     verb, options, positionals = parsed
-    sockets = options.get("--socket") or []
-    socket = sockets[-1] if sockets else None
+    socket = _socket(options)
+    if socket == "":
+        return None  # --node and --socket, or a lab without that node: the full CLI says so
     try:
         if verb == "get":
             output = (options.get("-o", []) + options.get("--output", []) or ["table"])[-1]
