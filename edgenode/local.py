@@ -266,22 +266,36 @@ def write(
     as it goes. A `StoreError` stops it: the objects yielded before were written, that one
     and the rest were not."""
     author = author or store_author(store)
-    for p in planned:
-        m = p.manifest
-        committed = store.put_document(
-            m.kind,
-            m.name,
-            p.document,
-            author=author.name if author else None,
-            author_key=author.key if author else None,
-        )
-        if committed is None:
-            revision = int(p.stored["metadata"]["revision"]) if p.stored else 0
-            yield Outcome(m.ref, "unchanged", revision, ())
-            continue
-        result: Literal["created", "configured"] = "created" if p.stored is None else "configured"
-        added = tuple(sorted(r.name for r in p.insecure.added))
-        yield Outcome(m.ref, result, committed.revision, added)
+    todo = list(planned)
+    for start in range(0, len(todo), WRITE_BATCH):
+        # One transaction (one sync to disk) per batch; a batch's outcomes are told once it
+        # has committed, so what was yielded is always what was written.
+        done: list[Outcome] = []
+        with store.batch():
+            for p in todo[start : start + WRITE_BATCH]:
+                done.append(_write_one(store, p, author))
+        yield from done
+
+
+WRITE_BATCH = 500
+"""Objects written per store transaction by `write`."""
+
+
+def _write_one(store: Store, p: Planned, author: Author | None) -> Outcome:
+    m = p.manifest
+    committed = store.put_document(
+        m.kind,
+        m.name,
+        p.document,
+        author=author.name if author else None,
+        author_key=author.key if author else None,
+    )
+    if committed is None:
+        revision = int(p.stored["metadata"]["revision"]) if p.stored else 0
+        return Outcome(m.ref, "unchanged", revision, ())
+    result: Literal["created", "configured"] = "created" if p.stored is None else "configured"
+    added = tuple(sorted(r.name for r in p.insecure.added))
+    return Outcome(m.ref, result, committed.revision, added)
 
 
 # -- describe ----------------------------------------------------------------------------------
