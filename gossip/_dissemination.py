@@ -432,6 +432,12 @@ class Dissemination:
     def _push_now(self, fresh: list[bytes], *, exclude: NodeId | None, now: float) -> None:
         candidates = [p for p in self._peers if p != exclude]
         targets = self._rng.sample(candidates, min(len(candidates), self._config.fanout))
+        budget = (self._config.max_push_bytes - HEADER_BYTES) * 3 // 4
+        if sum(len(e) + bytes_overhead(len(e)) for e in fresh) > budget:
+            # A burst larger than one push travels by pull: a few peers hear that our vector
+            # changed and each pulls what it lacks, once; pushing would copy it to everyone.
+            self._announce(targets)
+            return
         self._push_to(targets, fresh)
         rounds = self._rounds()
         if rounds <= 0:
@@ -471,6 +477,12 @@ class Dissemination:
             self._hot.clear()
             self._hot_bytes = 0
         self._next_push = now + self._config.push_interval_s if self._hot else None
+
+    def _announce(self, targets: Sequence[NodeId]) -> None:
+        vector = self._log.version_vector()
+        digest = Digest(vector_digest(vector), len(vector))
+        for peer in targets:
+            self._send(peer, digest)
 
     def _push_to(self, targets: Sequence[NodeId], envelopes: list[bytes]) -> None:
         room = self._config.max_push_bytes - HEADER_BYTES
@@ -615,6 +627,10 @@ class Dissemination:
         if pull.next_index < pull.total:
             return
         self._pull = None
+        if pull.complete and pull.applied:
+            # What arrived by pull spreads the same way: tell a few others to pull from us.
+            others = [p for p in self._peers if p != sender]
+            self._announce(self._rng.sample(others, min(len(others), self._config.fanout)))
         keys_again = pull.need_keys and not pull.asked_keys  # asked once: do not loop
         if (not pull.complete and pull.applied) or keys_again:
             self._start_pull(sender, NEED_KEYS if keys_again else 0, now)

@@ -366,15 +366,32 @@ def test_decode_never_raises_on_random_or_mutated_bytes() -> None:
 def test_every_message_sent_stays_under_the_frame_limit() -> None:
     net = Net(2, max_frame_bytes=16384, max_chunk_bytes=8192, max_push_bytes=8192)
     a, b = NodeId("n0"), NodeId("n1")
-    envelopes = [net.logs[a].append_local(bytes(3000)) for _ in range(20)]
+    envelopes = [net.logs[a].append_local(bytes(2900)) for _ in range(2)]
     started(net)
     net.cores[a].publish(envelopes, now=0.0)
     sent = net.collect(0.0)
-    assert len(sent) > 1 and all(len(d) <= 8192 for _, _, d in sent)
+    assert len(sent) == 1 and all(len(d) <= 8192 for _, _, d in sent)
     net.flush(0.0)
+    envelopes += [net.logs[a].append_local(bytes(3000)) for _ in range(20)]
     net.cores[a].receive(encode(Pull(1, 4, 0, ())), b, now=0.0)
     answer = net.collect(0.0)
     assert answer and all(len(d) <= 16384 for _, _, d in answer)
+
+
+def test_a_burst_larger_than_one_push_is_announced_and_pulled_once() -> None:
+    net = Net(4, max_frame_bytes=16384, max_chunk_bytes=8192, max_push_bytes=8192)
+    a = NodeId("n0")
+    started(net)
+    envelopes = [net.logs[a].append_local(bytes(3000)) for _ in range(20)]
+    net.cores[a].publish(envelopes, now=0.0)
+    sent = net.collect(0.0)
+    # Only digests go out at once: no envelope is copied to peers that would pull it anyway.
+    assert sent and all(isinstance(decode(d, max_bytes=16384), Digest) for _, _, d in sent)
+    net.flush(0.0)
+    for node, log in net.logs.items():
+        assert log.version_vector() == net.logs[a].version_vector(), node
+    received = {n: core.stats.envelopes_received for n, core in net.cores.items()}
+    assert all(count == 20 for node, count in received.items() if node != a), received
 
 
 @pytest.mark.parametrize(
