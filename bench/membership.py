@@ -1,14 +1,16 @@
 """Benchmark of the membership core at scale, through the simulator (`gossip.sim`).
 
-Run ``python bench/membership.py`` for a table (1000 nodes: takes minutes), ``--json`` for one
-JSON object on stdout, ``--quick`` for 100 nodes (a smoke run), ``--nodes N`` to choose.
+Run ``python bench/membership.py`` for a table (1000 nodes: a few minutes), ``--json`` for one
+JSON object on stdout, ``--quick`` for 100 nodes (a smoke run), ``--nodes N`` to choose,
+``--lossy`` for the loss run below instead.
 
 Figures (the JSON keys), all in virtual time unless they say wall:
 
 - ``converge_s``: nodes joining at once through 3 seeds until every node sees every node
   alive. Reference ``converge_rounds``: the same in protocol periods.
 - ``join_wall_s``: wall seconds the simulator took for that. Reference ``wall_per_virtual_s``
-  of the steady phase below.
+  of the steady phase below. ``join_cpu_s`` / ``steady_cpu_s``: the same in process CPU
+  seconds (on a shared machine the wall time also measures the neighbours).
 - ``join_msgs_per_node_s`` / ``join_bytes_per_node_s``: traffic per node per virtual second
   while joining.
 - ``steady_msgs_per_node_s`` / ``steady_bytes_per_node_s``: the same over ``steady_s`` virtual
@@ -16,6 +18,11 @@ Figures (the JSON keys), all in virtual time unless they say wall:
 - ``detect_s``: two nodes killed until every survivor holds both dead. Reference
   ``detect_bound_s``: docs/membership.md's bound at the local health seen.
 - ``false_deaths``: MemberDead events about live nodes over the whole run (target 0).
+
+``--lossy``: 100 nodes (``--nodes``) lose 10 % of all messages for 600 virtual seconds
+(``--steady``) after joining: ``lossy_false_deaths`` (target 0), ``lossy_suspicions`` (distinct
+suspicions: events about a member at one incarnation, counted once) and
+``lossy_suspected_events`` (MemberSuspected events over all viewers), and the traffic.
 """
 
 from __future__ import annotations
@@ -35,8 +42,35 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").res
 from rich.console import Console  # noqa: E402
 
 from bench._report import Report, describe_machine, machine, print_table  # noqa: E402
-from gossip._membership import MemberState  # noqa: E402
+from gossip._membership import MemberDead, MemberState, MemberSuspected  # noqa: E402
 from gossip.sim import Simulation  # noqa: E402
+
+
+def run_lossy(nodes: int, seed: int, lossy_s: float) -> Report:
+    report = Report()
+    sim = Simulation(nodes, seed=seed, loss=0.10)
+    ids = list(sim.nodes)
+    sim.join_all(ids[:3])
+    c0 = time.process_time()
+    if not sim.run_until_true(
+        lambda: sim.all_see(ids, MemberState.ALIVE, among=ids[:1]), limit_s=60.0, step_s=1.0
+    ):
+        raise RuntimeError(f"seed={seed}: {nodes} nodes did not join under 10% loss")
+    joined = sim.traffic()
+    started = sim.now
+    sim.run_for(lossy_s)
+    suspected = sim.events_of(MemberSuspected, since=started)
+    distinct = {(e.node, e.incarnation) for _, _, e in suspected}
+    deaths = len(sim.events_of(MemberDead))
+    report.add("lossy_false_deaths", deaths, "events", target="0", met=deaths == 0)
+    report.add("lossy_suspicions", len(distinct), "suspicions")
+    report.add("lossy_suspected_events", len(suspected), "events")
+    after = sim.traffic(since=joined)
+    report.add("lossy_msgs_per_node_s", after["msgs_per_node_s"], "msg/node/s")
+    report.add("lossy_bytes_per_node_s", after["bytes_per_node_s"], "B/node/s")
+    report.add("lossy_cpu_s", time.process_time() - c0, "CPU s")
+    report.sizes.update(nodes=nodes, seed=seed, lossy_s=int(lossy_s), loss_percent=10)
+    return report
 
 
 def run(nodes: int, seed: int, steady_s: float) -> Report:
@@ -46,9 +80,11 @@ def run(nodes: int, seed: int, steady_s: float) -> Report:
     ids = list(sim.nodes)
     sim.join_all(ids[:3])
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if not sim.run_until_true(lambda: sim.converged(everyone), limit_s=300.0, step_s=0.5):
         raise RuntimeError(f"seed={seed}: {nodes} nodes did not converge in 300 virtual s")
     join_wall = time.perf_counter() - t0
+    join_cpu = time.process_time() - c0
     converge_s = sim.now
     joined = sim.summary()
     per = nodes * converge_s
@@ -57,8 +93,10 @@ def run(nodes: int, seed: int, steady_s: float) -> Report:
     report.add("join_bytes_per_node_s", joined["bytes_sent"] / per, "B/node/s")
 
     t1 = time.perf_counter()
+    c1 = time.process_time()
     sim.run_for(steady_s)
     steady_wall = time.perf_counter() - t1
+    steady_cpu = time.process_time() - c1
     after = sim.summary()
     per = nodes * steady_s
     report.add(
@@ -67,6 +105,8 @@ def run(nodes: int, seed: int, steady_s: float) -> Report:
         "wall s",
         reference=("wall_per_virtual_s", steady_wall / steady_s),
     )
+    report.add("join_cpu_s", join_cpu, "CPU s")
+    report.add("steady_cpu_s", steady_cpu, "CPU s", reference=("steady_virtual_s", steady_s))
     report.add("steady_msgs_per_node_s", (after["sent"] - joined["sent"]) / per, "msg/node/s")
     report.add(
         "steady_bytes_per_node_s", (after["bytes_sent"] - joined["bytes_sent"]) / per, "B/node/s"
@@ -106,16 +146,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="100 nodes (a smoke run)")
     parser.add_argument("--nodes", type=int, help="how many nodes (default 1000)")
-    parser.add_argument("--steady", type=float, default=30.0, help="steady virtual s (30)")
+    parser.add_argument("--steady", type=float, help="steady virtual s (60; --lossy: 600)")
+    parser.add_argument("--lossy", action="store_true", help="the 10%% loss run (100 nodes)")
     parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     args = parser.parse_args(argv)
-    nodes = args.nodes or (100 if args.quick else 1000)
+    nodes = args.nodes or (100 if args.quick or args.lossy else 1000)
+    steady = args.steady if args.steady is not None else 600.0 if args.lossy else 60.0
+
+    def go() -> Report:
+        return run_lossy(nodes, args.seed, steady) if args.lossy else run(nodes, args.seed, steady)
+
     t0 = time.perf_counter()
     if args.json:
-        report = run(nodes, args.seed, args.steady)
+        report = go()
     else:
         with Console(stderr=True).status(f"simulating {nodes} nodes…"):
-            report = run(nodes, args.seed, args.steady)
+            report = go()
     elapsed = time.perf_counter() - t0
     facts = machine()
     if args.json:

@@ -32,6 +32,16 @@ and what happened (`next_event`). Randomness is the injected ``rng``; no clock, 
   sent ``retransmit_mult × ceil(log10(n + 1))`` times. A message to a member we believe
   suspected or dead always carries that belief first, so it can refute at once. A joiner
   sends ``join`` to its seeds, which answer with their whole member list (``sync``).
+  Queued updates sit in a `BroadcastQueue` bucketed by transmit count, each encoded once.
+- **Push-pull and the dead.** Every ``push_pull_interval_s`` (scaled up with n) this node
+  sends its whole member list (push-pull) to a random alive member and to a random dead one,
+  which answer with theirs; for ``gossip_to_the_dead_s`` after a death it also sends one
+  gossip message per period to a recently dead member. A member that was only cut off thus
+  hears it was declared dead, refutes, and is taken back (`MemberJoined`, as after a
+  restart): a healed partition merges by itself.
+- **Metadata.** Each member carries opaque ``meta`` (≤ 256 bytes: the daemon's addresses and
+  port) in its alive claims; `set_meta` bumps the incarnation so the change spreads, and
+  others emit `MemberUpdated`.
 - **Leaving.** `leave` gossips "left" at the current incarnation directly to a few members and
   stops probing; afterwards this node only acks pings. Others emit `MemberLeft` and never
   probe it or declare it dead.
@@ -52,7 +62,9 @@ from types import MappingProxyType
 
 from gossip._membership_wire import (
     MAX_INCARNATION,
+    MAX_META_BYTES,
     MAX_SEQ,
+    BroadcastQueue,
     Kind,
     MemberState,
     Message,
@@ -60,7 +72,8 @@ from gossip._membership_wire import (
     Rejected,
     Update,
     decode,
-    pack,
+    encode_update,
+    sync_messages,
     valid_node_id,
 )
 
@@ -73,6 +86,7 @@ __all__ = [
     "MemberLeft",
     "MemberState",
     "MemberSuspected",
+    "MemberUpdated",
     "Membership",
     "MembershipConfig",
     "MembershipError",
@@ -83,8 +97,9 @@ __all__ = [
 
 NACK_AFTER = 0.8
 """A ping-req helper nacks after this fraction of its ``probe_timeout_s`` without an ack."""
-MIN_MESSAGE_BYTES = 512
-"""The smallest ``max_message_bytes``: room for any header and one update or member record."""
+MIN_MESSAGE_BYTES = 1024
+"""The smallest ``max_message_bytes``: room for any header, a belief about the receiver and
+one update or member record, metadata included (at most 811 bytes together)."""
 
 
 class MembershipError(ValueError):
@@ -119,8 +134,18 @@ class MembershipConfig:
     """The cap (0..64) of the local health multiplier: a struggling node probes and times
     out at most (1 + this) times slower. 0 turns Lifeguard's local health off."""
     max_message_bytes: int = 1200
-    """Hard cap on every message's size in bytes, sent or accepted; 512..65507. Keep it under
+    """Hard cap on every message's size in bytes, sent or accepted; 1024..65507. Keep it under
     the path MTU's payload; larger carries more updates per message."""
+    push_pull_interval_s: float = 30.0
+    """Seconds between full-state exchanges (push-pull) with one random alive member and one
+    random dead one, × (ceil(log2(n / 32)) + 1) when n > 32 alive or suspected members; 0 turns
+    it off, else 1..86400. Repairs what gossip missed and merges a healed partition whose sides
+    hold each other dead; lower merges sooner, at the cost of full member lists on the wire."""
+    gossip_to_the_dead_s: float = 30.0
+    """For this many seconds after declaring a member dead, each protocol period also sends one
+    gossip message to a random such member, so one that was only cut off hears of its death
+    and refutes; 0..86400 (0: off). Longer catches longer partitions without waiting for
+    push-pull, at the cost of one message per period while anyone died recently."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -144,6 +169,9 @@ class MembershipConfig:
         self._range("retransmit_mult", 1, 100)
         self._range("max_local_health", 0, 64)
         self._range("max_message_bytes", MIN_MESSAGE_BYTES, 65_507)
+        if self.push_pull_interval_s != 0:
+            self._range("push_pull_interval_s", 1.0, 86_400.0)
+        self._range("gossip_to_the_dead_s", 0.0, 86_400.0)
 
     def _range(self, name: str, low: float, high: float) -> None:
         value = getattr(self, name)
@@ -156,6 +184,8 @@ class Member:
     node: NodeId
     state: MemberState
     incarnation: int
+    meta: bytes = b""
+    """The member's opaque metadata (0..MAX_META_BYTES bytes) as of its last alive claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +212,15 @@ class MemberAlive:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberUpdated:
+    """A known member's metadata changed (after its MemberJoined or MemberAlive, if any)."""
+
+    node: NodeId
+    incarnation: int
+    meta: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class MemberDead:
     node: NodeId
     incarnation: int
@@ -202,7 +241,13 @@ class MessageRejected:
 
 
 MembershipEvent = (
-    MemberJoined | MemberSuspected | MemberAlive | MemberDead | MemberLeft | MessageRejected
+    MemberJoined
+    | MemberSuspected
+    | MemberAlive
+    | MemberUpdated
+    | MemberDead
+    | MemberLeft
+    | MessageRejected
 )
 
 
@@ -215,6 +260,7 @@ class Need(enum.Enum):
 
 
 _A, _S, _D, _L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+_LIVE = frozenset((_A, _S))
 TRANSITIONS: Mapping[
     tuple[MemberState | None, MemberState], tuple[Need, type[MembershipEvent] | None]
 ] = MappingProxyType(
@@ -263,37 +309,40 @@ class _Suspicion:
     k: int
     min_s: float
     max_s: float
-    confirmers: set[NodeId] = field(default_factory=set)
+    confirmers: set[NodeId] = field(default_factory=set)  # ``by`` and the confirmations
+    at: float = 0.0  # the deadline, kept by `update`
 
-    def deadline(self) -> float:
+    def update(self) -> None:
         if self.k <= 0:  # too few members to wait for confirmations
-            return self.started + self.min_s
-        c = len(self.confirmers - {self.by})
+            self.at = self.started + self.min_s
+            return
+        c = len(self.confirmers) - 1
         frac = math.log(c + 1) / math.log(self.k + 1)
-        return self.started + max(self.min_s, self.max_s - (self.max_s - self.min_s) * frac)
-
-
-@dataclass(slots=True)
-class _Broadcast:
-    update: Update
-    transmits: int
-    order: int
+        self.at = self.started + max(self.min_s, self.max_s - (self.max_s - self.min_s) * frac)
 
 
 class Membership:
     """One node's view of the cluster's members; see the module's theory of operation."""
 
-    def __init__(self, *, me: NodeId, config: MembershipConfig, rng: random.Random) -> None:
+    def __init__(
+        self, *, me: NodeId, config: MembershipConfig, rng: random.Random, meta: bytes = b""
+    ) -> None:
         if not valid_node_id(me):
             raise MembershipError(f"me: expected 1..128 bytes of printable UTF-8, got {me!r}")
+        _check_meta(meta)
         self._me = me
         self._config = config
         self._rng = rng
-        self._members: dict[NodeId, Member] = {me: Member(me, MemberState.ALIVE, 0)}
+        self._members: dict[NodeId, Member] = {me: Member(me, MemberState.ALIVE, 0, meta)}
+        self._dead: dict[NodeId, float] = {}  # dead members -> when declared, oldest first
+        self._next_push_pull_at: float | None = None
         self._events: deque[MembershipEvent] = deque()
         self._outbox: list[tuple[NodeId, Message]] = []
-        self._broadcasts: dict[NodeId, _Broadcast] = {}
-        self._broadcast_order = 0
+        self._queue = BroadcastQueue()
+        self._wire: dict[NodeId, tuple[Update, bytes]] = {}
+        self._records: dict[NodeId, tuple[Member, _Suspicion | None, bytes]] = {}
+        self._memo: dict[str, tuple[Update, bytes]] = {}  # decode's cache per node
+        self._live = 1  # alive or suspected members, this one included
         self._seq = 0
         self._probe: _Probe | None = None
         self._next_probe_at: float | None = None
@@ -325,6 +374,19 @@ class Membership:
             self._send(seed, Message(Kind.JOIN, updates=(self._self_update(),)))
         if self._next_probe_at is None:
             self._next_probe_at = now + self._interval()
+            if self._config.push_pull_interval_s:  # staggered: nodes started together differ
+                self._next_push_pull_at = now + self._rng.random() * self._push_pull_interval()
+
+    def set_meta(self, meta: bytes, *, now: float) -> None:
+        """Replace this node's metadata; a higher incarnation spreads it to every member."""
+        _check_meta(meta)
+        if self._left:
+            raise MembershipError("set_meta after leave: nothing was changed")
+        me = self._members[self._me]
+        if meta != me.meta:
+            incarnation = min(me.incarnation + 1, MAX_INCARNATION)
+            self._set(Member(self._me, MemberState.ALIVE, incarnation, meta))
+            self._enqueue(self._self_update())
 
     def leave(self, *, now: float) -> None:
         """Gossip that this node leaves, and stop probing; it then only acks pings."""
@@ -332,20 +394,20 @@ class Membership:
             return
         me = self._members[self._me]
         self._left = True
-        self._members[self._me] = Member(self._me, MemberState.LEFT, me.incarnation)
-        self._broadcasts.clear()
+        self._set(Member(self._me, MemberState.LEFT, me.incarnation, me.meta))
+        self._queue.clear()
         self._enqueue(Update(MemberState.LEFT, self._me, me.incarnation))
         others = sorted(n for n in self._members if self._probeable(n))
         for node in self._rng.sample(others, min(len(others), self._retransmit_limit())):
             self._send(node, Message(Kind.GOSSIP))
         self._probe = None
-        self._next_probe_at = None
+        self._next_probe_at = self._next_push_pull_at = None
         self._relays.clear()
         self._suspicions.clear()
 
     def receive(self, data: bytes, sender: NodeId, *, now: float) -> None:
         """Take one message from ``sender`` (as authenticated by the transport)."""
-        result = decode(data, max_bytes=self._config.max_message_bytes)
+        result = decode(data, max_bytes=self._config.max_message_bytes, memo=self._memo)
         if isinstance(result, Rejected):
             self._reject(sender, result.reason)
             return
@@ -356,7 +418,23 @@ class Membership:
             if result.kind is Kind.PING:
                 self._send(sender, Message(Kind.ACK, result.seq, self._me))
             return
+        members, me = self._members, self._me
         for update in result.updates:
+            # Inline for stale news, most of any message (the same test opens `_apply`).
+            current = members.get(update.node)
+            if (
+                current is not None
+                and update.node != me
+                and (
+                    update.incarnation < current.incarnation
+                    or (
+                        update.incarnation == current.incarnation
+                        and update.state is current.state
+                        and update.state is not _S
+                    )
+                )
+            ):
+                continue
             self._apply(update, now)
         match result.kind:
             case Kind.PING:
@@ -374,7 +452,7 @@ class Membership:
                     deadline = now + NACK_AFTER * self._config.probe_timeout_s
                     self._relays[seq] = _Relay(sender, result.seq, deadline)
                     self._send(target, Message(Kind.PING, seq, target))
-            case Kind.JOIN:
+            case Kind.JOIN | Kind.PUSH_PULL:
                 self._send(sender, Message(Kind.SYNC))
             case Kind.SYNC | Kind.GOSSIP:
                 pass
@@ -393,8 +471,10 @@ class Membership:
         if now >= self._next_probe_at:
             self._finish_probe(now)
             self._start_probe(now)
+        if self._next_push_pull_at is not None and now >= self._next_push_pull_at:
+            self._push_pull(now)
         for node, suspicion in list(self._suspicions.items()):
-            if now >= suspicion.deadline():
+            if now >= suspicion.at:
                 member = self._members[node]
                 self._apply(Update(MemberState.DEAD, node, member.incarnation), now)
 
@@ -405,11 +485,13 @@ class Membership:
         if self._left or self._next_probe_at is None:
             return None
         times = [self._next_probe_at]
+        if self._next_push_pull_at is not None:
+            times.append(self._next_push_pull_at)
         probe = self._probe
         if probe and not probe.acked and not probe.indirect_sent:
             times.append(probe.indirect_at)
         times.extend(r.deadline for r in self._relays.values())
-        times.extend(s.deadline() for s in self._suspicions.values())
+        times.extend(s.at for s in self._suspicions.values())
         return min(times)
 
     def messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
@@ -417,8 +499,8 @@ class Membership:
         out: list[tuple[NodeId, bytes]] = []
         outbox, self._outbox = self._outbox, []
         for to, message in outbox:
-            if message.kind is Kind.SYNC:
-                out.extend((to, data) for data in self._sync_messages(to))
+            if message.kind in (Kind.SYNC, Kind.PUSH_PULL):
+                out.extend((to, data) for data in self._sync_messages(to, message.kind))
             else:
                 out.append((to, self._with_gossip(to, message)))
         return out
@@ -455,6 +537,7 @@ class Membership:
 
     def _start_probe(self, now: float) -> None:
         self._next_probe_at = now + self._interval()
+        self._gossip_to_the_dead(now)
         target = self._next_target()
         if target is None:
             for seed in self._seeds:
@@ -464,6 +547,30 @@ class Membership:
         timeout = self._config.probe_timeout_s * (1 + self._lhm)
         self._probe = _Probe(target, seq, indirect_at=now + timeout)
         self._send(target, Message(Kind.PING, seq, target))
+
+    def _gossip_to_the_dead(self, now: float) -> None:
+        window = self._config.gossip_to_the_dead_s
+        recent: list[NodeId] = []
+        for node in reversed(self._dead):  # the most recent deaths first
+            if now - self._dead[node] > window:
+                break
+            recent.append(node)
+        if recent:
+            self._send(self._rng.choice(recent), Message(Kind.GOSSIP))
+
+    def _push_pull_interval(self) -> float:
+        n = self._live
+        scale = math.ceil(math.log2(n / 32)) + 1 if n > 32 else 1
+        return self._config.push_pull_interval_s * scale
+
+    def _push_pull(self, now: float) -> None:
+        self._next_push_pull_at = now + self._push_pull_interval()
+        alive = sorted(
+            n for n, m in self._members.items() if m.state is MemberState.ALIVE and n != self._me
+        )
+        for candidates in (alive, sorted(self._dead)):
+            if candidates:
+                self._send(self._rng.choice(candidates), Message(Kind.PUSH_PULL))
 
     def _ask_helpers(self, probe: _Probe) -> None:
         candidates = sorted(
@@ -535,6 +642,17 @@ class Membership:
             self._about_me(update)
             return
         current = self._members.get(node)
+        if current is not None:
+            # Fast path for stale news (most gossip): every rule wants an incarnation at least
+            # the held one, and a claim equal to what we hold changes nothing but a confirmation.
+            if update.incarnation < current.incarnation or (
+                update.incarnation == current.incarnation
+                and update.state is current.state
+                and update.state is not _S
+            ):
+                return
+        elif update.state is not _A:
+            return  # unknown members are learned only from alive claims
         held = current.state if current is not None else None
         if (
             current is not None
@@ -554,8 +672,12 @@ class Membership:
             or (need is Need.AT_LEAST and update.incarnation >= current.incarnation)
         ):
             return
-        self._members[node] = Member(node, update.state, update.incarnation)
+        meta = update.meta if update.state is _A or current is None else current.meta
+        self._set(Member(node, update.state, update.incarnation, meta))
         self._suspicions.pop(node, None)
+        self._dead.pop(node, None)
+        if update.state is _D:
+            self._dead[node] = now
         if update.state is MemberState.ALIVE and held not in (_A, _S):
             # SWIM: a new member is probed within the current round, at a random place.
             self._order.insert(self._rng.randint(self._order_index, len(self._order)), node)
@@ -573,31 +695,44 @@ class Membership:
             self._events.append(MemberDead(node, incarnation))
         elif event is MemberLeft:
             self._events.append(MemberLeft(node, incarnation))
+        if current is not None and meta != current.meta:
+            self._events.append(MemberUpdated(node, incarnation, meta))
+
+    def _set(self, member: Member) -> None:
+        old = self._members.get(member.node)
+        if old is not None and old.state in _LIVE:
+            self._live -= 1
+        if member.state in _LIVE:
+            self._live += 1
+        self._members[member.node] = member
 
     def _suspect(self, node: NodeId, by: NodeId, now: float) -> None:
         cfg = self._config
-        n = sum(1 for m in self._members.values() if m.state in (_A, _S))
+        n = self._live
         min_s = cfg.suspicion_mult * max(1.0, math.log10(max(n, 1))) * cfg.probe_interval_s
         k = cfg.suspicion_mult - 2
         if n - 2 < k:
             k = 0
-        self._suspicions[node] = _Suspicion(
-            now, by, k, min_s, cfg.suspicion_max_timeout_mult * min_s, {by}
-        )
+        suspicion = _Suspicion(now, by, k, min_s, cfg.suspicion_max_timeout_mult * min_s, {by})
+        suspicion.update()
+        self._suspicions[node] = suspicion
 
     def _confirm(self, update: Update) -> None:
         suspicion = self._suspicions.get(update.node)
         if suspicion is None or update.by is None or update.by in suspicion.confirmers:
             return
         suspicion.confirmers.add(update.by)
+        suspicion.update()
         self._enqueue(update)
 
     def _about_me(self, update: Update) -> None:
         if self._left:
             return
-        mine = self._members[self._me].incarnation
+        me = self._members[self._me]
+        mine = me.incarnation
         if update.state is MemberState.ALIVE:
-            if update.incarnation > mine:  # an older life of ours went further: overtake it
+            # An older life of ours went further, or spread other metadata: overtake it.
+            if update.incarnation > mine or (update.incarnation == mine and update.meta != me.meta):
                 self._refute(update.incarnation)
         elif update.incarnation >= mine:
             self._health(+1)
@@ -607,14 +742,15 @@ class Membership:
 
     def _refute(self, seen: int) -> None:
         incarnation = min(seen + 1, MAX_INCARNATION)
-        self._members[self._me] = Member(self._me, MemberState.ALIVE, incarnation)
+        self._set(Member(self._me, MemberState.ALIVE, incarnation, self._members[self._me].meta))
         self._enqueue(self._self_update())
 
     def _self_update(self) -> Update:
-        me = self._members[self._me]
-        return Update(me.state, self._me, me.incarnation)
+        return self._record(self._members[self._me])
 
     def _record(self, member: Member) -> Update:
+        if member.state is MemberState.ALIVE:
+            return Update(member.state, member.node, member.incarnation, None, member.meta)
         by = None
         if member.state is MemberState.SUSPECT:
             suspicion = self._suspicions.get(member.node)
@@ -631,12 +767,29 @@ class Membership:
         self._outbox.append((to, message))
 
     def _enqueue(self, update: Update) -> None:
-        self._broadcast_order += 1
-        self._broadcasts[update.node] = _Broadcast(update, 0, self._broadcast_order)
+        self._queue.put(update, self._encoded(update))
+
+    def _encoded(self, update: Update) -> bytes:
+        """``update``'s encoding, kept per member while it is the one we send about it."""
+        cached = self._wire.get(update.node) or self._memo.get(update.node)
+        if cached is not None and cached[0] == update:
+            return cached[1]
+        data = encode_update(update)
+        self._wire[update.node] = (update, data)
+        return data
+
+    def _encoded_record(self, member: Member) -> bytes:
+        """The encoding of our record of ``member`` (for sync), kept while it holds."""
+        cached = self._records.get(member.node)
+        by = self._suspicions.get(member.node) if member.state is _S else None
+        if cached is not None and cached[0] is member and cached[1] is by:
+            return cached[2]
+        data = self._encoded(self._record(member))
+        self._records[member.node] = (member, by, data)
+        return data
 
     def _retransmit_limit(self) -> int:
-        n = sum(1 for m in self._members.values() if m.state in (_A, _S))
-        return self._config.retransmit_mult * math.ceil(math.log10(n + 1))
+        return self._config.retransmit_mult * math.ceil(math.log10(self._live + 1))
 
     def _with_gossip(self, to: NodeId, message: Message) -> bytes:
         dest = self._members.get(to)
@@ -646,28 +799,20 @@ class Membership:
         first += message.updates
         message = Message(message.kind, message.seq, message.target, first)
         skip = {u.node for u in first}
-        queue = sorted(
-            (b for b in self._broadcasts.values() if b.update.node not in skip),
-            key=lambda b: (b.transmits, -b.order),
+        return self._queue.fill(
+            message, self._config.max_message_bytes, self._retransmit_limit(), skip
         )
-        data, chosen = pack(message, (b.update for b in queue), self._config.max_message_bytes)
-        limit = self._retransmit_limit()
-        for update in chosen:
-            broadcast = self._broadcasts[update.node]
-            broadcast.transmits += 1
-            if broadcast.transmits >= limit:
-                del self._broadcasts[update.node]
-        return data
 
-    def _sync_messages(self, to: NodeId) -> list[bytes]:
-        records = [self._record(m) for m in self._members.values()]
-        records.sort(key=lambda u: u.node != to)  # the receiver's own record first
-        out: list[bytes] = []
-        while records:
-            data, chosen = pack(Message(Kind.SYNC), records, self._config.max_message_bytes)
-            if not chosen:  # pragma: no cover - MIN_MESSAGE_BYTES leaves room for any record
-                break
-            taken = set(chosen)
-            records = [r for r in records if r not in taken]
-            out.append(data)
-        return out
+    def _sync_messages(self, to: NodeId, kind: Kind) -> list[bytes]:
+        mine = self._members.get(to)
+        records = [self._encoded_record(mine)] if mine is not None else []
+        records += [self._encoded_record(m) for n, m in self._members.items() if n != to]
+        return sync_messages(kind, records, self._config.max_message_bytes)
+
+
+def _check_meta(meta: object) -> None:
+    if not isinstance(meta, bytes) or len(meta) > MAX_META_BYTES:
+        size = f"{len(meta)} bytes" if isinstance(meta, bytes) else type(meta).__name__
+        raise MembershipError(
+            f"meta: expected at most {MAX_META_BYTES} bytes, got {size}; nothing was changed"
+        )

@@ -24,6 +24,11 @@ nodes are checked again on delivery, so a message in flight when a partition sta
 either end is killed, is dropped too. Nothing here is O(n²) per step; `converged` keeps a
 running count of each viewer's alive and suspected members from its events and walks the full
 member maps only once those counts already agree.
+
+What crossed the network is counted in `Counters`, in total and per channel (core name);
+`traffic` gives one channel's messages and bytes per node per virtual second, over the whole
+run or since an earlier reading. ``meta`` gives each node's membership metadata, as the
+daemon's contact info would be.
 """
 
 from __future__ import annotations
@@ -112,6 +117,10 @@ class Counters:
     bytes_delivered: int = 0
     timers: int = 0
     events: int = 0
+    sent_by_channel: Counter[str] = field(default_factory=Counter)
+    """Messages sent per channel (core name)."""
+    bytes_by_channel: Counter[str] = field(default_factory=Counter)
+    """Payload bytes sent per channel (core name)."""
 
     @property
     def dropped(self) -> int:
@@ -157,6 +166,7 @@ class Simulation:
         loss: float = 0.0,
         extra_cores: CoreFactory | None = None,
         record_events: bool = True,
+        meta: Callable[[NodeId], bytes] | None = None,
     ) -> None:
         if n < 1:
             raise ValueError(f"n: expected at least 1 node, got {n}")
@@ -173,6 +183,7 @@ class Simulation:
         self._group: dict[NodeId, int] | None = None
         self._net_rng = random.Random(f"{seed}:net")
         self._extra = extra_cores
+        self._meta = meta
         self._heap: list[tuple[float, int, int, NodeId, NodeId, str, _Payload]] = []
         self._order = 0
         self._seeds: tuple[NodeId, ...] = ()
@@ -326,14 +337,20 @@ class Simulation:
         return True
 
     def events_of(
-        self, kind: type[E], *, about: Iterable[NodeId] | None = None
+        self,
+        kind: type[E],
+        *,
+        about: Iterable[NodeId] | None = None,
+        since: float | None = None,
     ) -> list[tuple[float, NodeId, E]]:
         """Every recorded event of ``kind`` as (time, viewer, event), in time order, optionally
-        only those whose ``node`` is in ``about``."""
+        only those whose ``node`` is in ``about`` and only those at or after ``since``."""
         wanted = set(about) if about is not None else None
         out: list[tuple[float, NodeId, E]] = []
         for viewer, log in self.events.items():
             for at, event in log:
+                if since is not None and at < since:
+                    continue
                 if isinstance(event, kind) and (
                     wanted is None or getattr(event, "node", None) in wanted
                 ):
@@ -364,13 +381,39 @@ class Simulation:
             "bytes_delivered": c.bytes_delivered,
             "timers": c.timers,
             "events": c.events,
+            **{f"sent:{ch}": count for ch, count in sorted(c.sent_by_channel.items())},
+            **{f"bytes_sent:{ch}": count for ch, count in sorted(c.bytes_by_channel.items())},
+        }
+
+    def traffic(
+        self, channel: str = MEMBERSHIP, *, since: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
+        """What ``channel`` sent, in total and per node per virtual second: ``sent``,
+        ``bytes_sent``, ``msgs_per_node_s``, ``bytes_per_node_s``. ``since`` is an earlier
+        result, to measure only what came after it."""
+        c = self.counters
+        sent = float(c.sent_by_channel[channel])
+        sent_bytes = float(c.bytes_by_channel[channel])
+        start = 0.0
+        if since is not None:
+            sent -= since["sent"]
+            sent_bytes -= since["bytes_sent"]
+            start = since["at"]
+        per = len(self.nodes) * (self.now - start) or 1.0
+        return {
+            "at": self.now,
+            "sent": sent,
+            "bytes_sent": sent_bytes,
+            "msgs_per_node_s": sent / per,
+            "bytes_per_node_s": sent_bytes / per,
         }
 
     # -- internals -----------------------------------------------------------------------
 
     def _make_node(self, node: NodeId, *, life: int) -> SimNode:
         rng = random.Random(f"{self.seed}:{node}:{life}")
-        membership = Membership(me=node, config=self.config, rng=rng)
+        meta = self._meta(node) if self._meta is not None else b""
+        membership = Membership(me=node, config=self.config, rng=rng, meta=meta)
         cores: dict[str, Core] = {MEMBERSHIP: membership}
         if self._extra is not None:
             extra = self._extra(node, membership, random.Random(f"{self.seed}:{node}:{life}:x"))
@@ -422,7 +465,11 @@ class Simulation:
         now = self.now
         c = self.counters
         for channel, core in node.cores.items():
-            for to, data in core.messages_to_send(now=now):
+            out = core.messages_to_send(now=now)
+            if out:
+                c.sent_by_channel[channel] += len(out)
+                c.bytes_by_channel[channel] += sum(len(data) for _, data in out)
+            for to, data in out:
                 c.sent += 1
                 c.bytes_sent += len(data)
                 if to not in self.nodes:
