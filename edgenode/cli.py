@@ -34,7 +34,11 @@ COMMANDS: dict[str, str] = {
     "validate": "edgenode.offline:validate",
     "init": "edgenode.offline:init",
     "token": "edgenode.offline:token",
+    "join": "edgenode.offline:join",
+    "credential": "edgenode.offline:credential",
     "demo": "edgenode.offline:demo",
+    "lab": "edgenode.labcli:lab",
+    "nodes": "edgenode.meshverbs:nodes",
 }
 
 

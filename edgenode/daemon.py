@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -51,6 +51,9 @@ from sandbox.host import features
 from sandbox.images import ImageStore
 from sandbox.pods import Sandbox, SandboxError
 from store import Op, Store
+
+if TYPE_CHECKING:
+    from edgenode.mesh import Mesh
 
 log = structlog.get_logger("edgenode.daemon")
 
@@ -91,8 +94,11 @@ class Daemon:
         backoff: Backoff | None = None,
         resync_s: float = RESYNC_S,
         hooks_dir: Path | None = None,
+        mesh: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.mesh_options = dict(mesh or {})
+        self.mesh: Mesh | None = None
         self.socket_path = socket_path
         self.resync_s = resync_s
         self.backoff = backoff or Backoff()
@@ -142,6 +148,13 @@ class Daemon:
         # which knows the desired restart policy.
         await asyncio.to_thread(self.sandbox.adopt, restart=False)
         log.info("pods_adopted", pods=sorted(self.sandbox.pods()))
+        if (self.state_dir / "cluster" / "node.cred").is_file():
+            from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
+
+            self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
+            await self.mesh.start()
+        else:
+            log.info("mesh_off", reason="no cluster credentials (edgenode init or edgenode join)")
         server = await serve(self, self.socket_path)
         loops = [
             asyncio.create_task(self._watch_loop(), name="watch"),
@@ -155,6 +168,8 @@ class Daemon:
             self._stopping = True
             log.info("daemon_stopping", node=self.name, busy=sorted(self.state.busy))
             server.close()
+            if self.mesh is not None:
+                await self.mesh.close()
             for task in loops:
                 task.cancel()
             busy = list(self.state.busy.values())
@@ -321,12 +336,20 @@ class Daemon:
         labels = self.labels()
         return all(labels.get(k) == v for k, v in selector.items())
 
+    def _may_place(self, doc: Mapping[str, Any]) -> bool:
+        """Until placement is decided mesh-wide, a pod without a node goes to the node where it
+        was created (or named in spec.node), so two nodes never both take it."""
+        if self.mesh is None or (doc.get("spec") or {}).get("node") == self.name:
+            return True
+        history = self.store.history("Pod", doc["metadata"]["name"])
+        return bool(history) and history[0].change.origin == self.name
+
     def _desired(self) -> dict[str, Desired]:
         desired: dict[str, Desired] = {}
         for doc in self.store.list_objects("Pod"):
             name = doc["metadata"]["name"]
             assigned = (doc.get("assignment") or {}).get("node")
-            if assigned is None and self.eligible(doc):
+            if assigned is None and self.eligible(doc) and self._may_place(doc):
                 self.store.commit(
                     "Pod", name, [Op("set", ("assignment", "node"), self.name)], manager="placement"
                 )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -15,6 +16,9 @@ from edgenode.client import socket_path as default_socket
 def configure_logging() -> None:
     """JSON lines on stderr, one event per line, with a UTC timestamp."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    # aioquic logs every connection's negotiation at INFO, in its own text format: the mesh
+    # logs what matters (peer_up, peer_refused) as JSON events instead.
+    logging.getLogger("quic").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -36,6 +40,7 @@ def run_daemon(
     socket_path: str | None,
     resync_s: float,
     backoff: tuple[float, float] = (10.0, 300.0),
+    mesh: dict[str, Any] | None = None,
 ) -> int:
     configure_logging()
     from edgenode.daemon import Daemon, install_signal_handlers  # noqa: PLC0415
@@ -50,6 +55,7 @@ def run_daemon(
             socket_path=default_socket(socket_path),
             resync_s=resync_s,
             backoff=Backoff(initial_s=backoff[0], max_s=backoff[1]),
+            mesh=mesh,
         )
         await daemon.run(stop)
 

@@ -28,6 +28,8 @@ async def serve(daemon: Daemon, path: str) -> asyncio.AbstractServer:
     from edgenode.handlers import Handlers  # noqa: PLC0415
 
     handlers = Handlers(daemon)
+    handlers.verbs["nodes"] = lambda _args: _nodes(daemon)
+    handlers.verbs["mesh"] = lambda args: _mesh(daemon, bool(args.get("digest")))
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -97,3 +99,26 @@ async def _serve_client(
                 )
             )
         await writer.drain()
+
+
+async def _nodes(daemon: Daemon) -> list[dict[str, Any]]:
+    """The mesh as this node sees it; a lone node (no cluster) lists only itself."""
+    if daemon.mesh is not None and daemon.mesh.started:
+        return daemon.mesh.nodes()  # on the loop: the mesh is not thread-safe
+    return [
+        {
+            "name": daemon.name,
+            "state": "alive (this node; no mesh: not in a cluster)",
+            "addresses": [],
+            "port": 0,
+            "lastSeen": None,
+            "behind": 0,
+        }
+    ]
+
+
+async def _mesh(daemon: Daemon, digest: bool) -> dict[str, Any]:
+    """The node's replication state (version vector, optional state digest, counters)."""
+    if daemon.mesh is None or not daemon.mesh.started:
+        raise ApiError(f"node {daemon.name} is not in a mesh (no cluster credentials)", EXIT_FAILED)
+    return daemon.mesh.state(digest=digest)

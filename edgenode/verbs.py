@@ -11,33 +11,112 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
-from edgenode.client import DEFAULT_STATE_DIR, Connection
+from edgenode.client import DEFAULT_STATE_DIR, Connection, lab_socket
 from edgenode.fastcli import OUTPUTS, dump, print_applied, print_objects, read_files, table
 
-socket_option = click.option(
+# --node and --lab select a lab node's daemon (`edgenode lab`). Their eager callbacks (and
+# --state-dir's) note what was given in ctx.meta; --socket's callback, which runs after every
+# eager one, turns it into the socket. Precedence: --socket, then --node (from the command line,
+# and only without --state-dir, where --node names the node), then EDGENODE_SOCKET.
+_NODE = "edgenode.lab_node"
+_LAB = "edgenode.lab"
+_STATE_DIR = "edgenode.state_dir"
+_DAEMONS = ("up",)
+"""Commands that are a daemon: their --socket is where they listen; no --node redirects it."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _remember(key: str, *, command_line_only: bool = False) -> Callable[..., Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        source = ctx.get_parameter_source(param.name or "")
+        if value is not None and (not command_line_only or source is ParameterSource.COMMANDLINE):
+            ctx.meta[key] = value
+        return value
+
+    return callback
+
+
+def _resolve_socket(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    node = ctx.meta.get(_NODE)
+    if node is None or ctx.meta.get(_STATE_DIR) is not None:
+        return value
+    if value is not None and ctx.get_parameter_source("socket_path") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--socket and --node both name a daemon; give one of them")
+    try:
+        return lab_socket(str(node), ctx.meta.get(_LAB))
+    except ApiError as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param_hint="'--node'") from None
+
+
+_socket = click.option(
     "--socket",
     "socket_path",
     envvar="EDGENODE_SOCKET",
     show_envvar=True,
     default=None,
     metavar="PATH",
+    callback=_resolve_socket,
     help="The daemon's socket (default /run/edgenode/edgenode.sock).",
 )
+_lab = click.option(
+    "--lab",
+    "lab_name",
+    envvar="EDGENODE_LAB",
+    show_envvar=True,
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=_remember(_LAB),
+    metavar="NAME",
+    help="With --node: the lab (default: lab).",
+)
+_lab_node = click.option(
+    "--node",
+    "lab_node",
+    default=None,
+    is_eager=True,
+    expose_value=False,
+    callback=_remember(_NODE),
+    metavar="NAME",
+    help="Talk to node NAME of a lab (edgenode lab) instead of this machine's daemon.",
+)
+
+
+def socket_option(f: F) -> F:
+    """--socket, and for client verbs --node and --lab (a lab node's socket)."""
+    params = getattr(f, "__click_params__", [])
+    f = _socket(f)
+    if getattr(f, "__name__", "") in _DAEMONS:
+        return f
+    f = _lab(f)
+    return f if any(p.name == "node" for p in params) else _lab_node(f)
+
+
 offline_state_dir = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
+    is_eager=True,
+    callback=_remember(_STATE_DIR),
     help="Work on this state directory directly, without the daemon (a node being prepared, "
     "or whose daemon is stopped).",
 )
 node_option = click.option(
-    "--node", default=None, envvar="EDGENODE_NODE", help="With --state-dir: the node's name."
+    "--node",
+    default=None,
+    envvar="EDGENODE_NODE",
+    metavar="NAME",
+    is_eager=True,
+    callback=_remember(_NODE, command_line_only=True),
+    help="With --state-dir: the node's name; without: talk to node NAME of a lab (edgenode lab).",
 )
 output_option = click.option("-o", "--output", type=click.Choice(OUTPUTS), default="table")
 
@@ -92,6 +171,31 @@ def fail(verb: str, exc: ApiError) -> Any:
     show_default=True,
     help="The longest wait between restarts, in seconds.",
 )
+@click.option(
+    "--listen-port",
+    type=click.IntRange(1, 65535),
+    default=7946,
+    show_default=True,
+    help="UDP port of the node's QUIC endpoint (the mesh runs when the node has cluster "
+    "credentials: edgenode init, or edgenode join).",
+)
+@click.option(
+    "--seed",
+    "seeds",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A peer to contact at start and after outages (for sites joined over a WAN); "
+    "repeatable. On a LAN nodes find each other without it.",
+)
+@click.option(
+    "--interface",
+    "interfaces",
+    multiple=True,
+    metavar="NAME",
+    help="Discover peers on this interface only; repeatable (default: every interface).",
+)
+@click.option("--no-mdns", is_flag=True, help="Neither announce nor browse mDNS.")
+@click.option("--no-neighbor-discovery", is_flag=True, help="Do not dial IPv6 neighbours.")
 def up(
     *,
     state_dir: Path,
@@ -100,6 +204,11 @@ def up(
     resync: float,
     restart_backoff: float,
     restart_backoff_max: float,
+    listen_port: int,
+    seeds: tuple[str, ...],
+    interfaces: tuple[str, ...],
+    no_mdns: bool,
+    no_neighbor_discovery: bool,
 ) -> None:
     """Run this node's daemon in the foreground (JSON logs on stderr).
 
@@ -117,6 +226,13 @@ def up(
             socket_path=socket_path,
             resync_s=resync,
             backoff=(restart_backoff, restart_backoff_max),
+            mesh={
+                "port": listen_port,
+                "seeds": seeds,
+                "interfaces": interfaces,
+                "mdns": not no_mdns,
+                "neighbor_discovery": not no_neighbor_discovery,
+            },
         )
     )
 

@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "gossip.py"
 
 def test_quick_bench_prints_every_figure_and_leaves_the_lab_slots_empty() -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", "--nodes", "50"],
+        [sys.executable, str(BENCH), "--quick", "--json", "--nodes", "50", "--no-lab"],
         capture_output=True,
         text=True,
         timeout=120,

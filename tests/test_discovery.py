@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 
 from gossip.discovery import (
     SERVICE_TYPE,
@@ -41,7 +42,6 @@ from gossip.discovery import (
     parse_seed,
     read_txt,
 )
-from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "tests" / "probes" / "discovery_peer.py"

@@ -16,6 +16,7 @@ from typing import Any
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from storekit import NOW_MS, open_store, public_bytes
 
 from gossip._credentials import Credential, cluster_id
 from gossip._dissemination import (
@@ -44,7 +45,6 @@ from gossip._dissemination_wire import (
 )
 from gossip.logs import CredentialBook, MemoryLog, StoreLog
 from store import Op
-from tests.storekit import NOW_MS, open_store, public_bytes
 
 MAX = 1 << 20
 

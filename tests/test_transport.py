@@ -25,6 +25,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from conftest import require
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from hypothesis import given
@@ -46,7 +47,6 @@ from gossip.transport import (
     peer_certificate,
     send_backlog,
 )
-from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "probes" / "quic_peer.py"
