@@ -14,7 +14,7 @@ STATE_DIR ?= /var/lib/edgenode-demo
 
 ## up: install everything, then run the main job
 up: install
-	$(BIN)/edgenode demo --state-dir $(STATE_DIR)
+	$(BIN)/edgenode demo --nodes 3 --state-dir $(STATE_DIR)
 
 ## down: remove what `make up` created
 down:

@@ -1,6 +1,10 @@
-"""`edgenode demo` (what `make up` runs): a node with the example workloads, and a tour.
+"""`edgenode demo` (what `make up` runs): nodes with the example workloads, and a tour.
 
-Starts this machine's node daemon in the background (unless one already answers on the demo
+With ``--nodes N`` (N > 1; `make up` asks for 3) it first brings up the lab ``demo``: N node
+daemons, each in its own network namespace on one bridge, one cluster (edgenode.lab); waits
+until they have found each other and shows the mesh; the rest then talks to node n1, and the
+last node shows that it holds the same objects. With one node it starts this machine's node
+daemon in the background (unless one already answers on the demo
 socket), labels the node as the examples expect, applies `examples/` through the daemon's
 API, waits until the pods this node may run are running, shows them, edits one in place
 (only its changed container restarts, in the same network namespace), shows its history, a
@@ -92,12 +96,59 @@ def start_daemon(state_dir: Path, socket: str, node: str | None, out: Console) -
     out.print(f"node daemon running (pid {process.pid}), logs in {state_dir / 'daemon.log'}")
 
 
+DEMO_LAB = "demo"
+"""The lab `edgenode demo --nodes N` runs (see edgenode.lab): `edgenode --lab demo ...`."""
+
+
+def start_lab(nodes: int, out: Console, lab_name: str = DEMO_LAB) -> str:
+    """Bring up (or find running) the demo's lab of `nodes` nodes; the first node's socket."""
+    from edgenode.lab import Lab  # noqa: PLC0415 - namespaces and nftables only here
+
+    lab = Lab(lab_name, progress=lambda line: out.print(f"  {line}"))
+    if lab.answering("n1"):
+        out.print(f"the demo's lab already runs ({', '.join(lab.nodes())})")
+    else:
+        with out.status(f"bringing up {nodes} nodes, each in its own network namespace..."):
+            lab.up(nodes)
+        out.print(f"{nodes} node daemons running in lab {lab_name!r} (edgenode lab status)")
+    names = lab.nodes()
+
+    def formed() -> bool:
+        for node in names:
+            with Connection(lab.socket(node)) as api:
+                rows = api.call("nodes")
+            if {r["name"] for r in rows if str(r["state"]).startswith("alive")} != set(names):
+                return False
+        return True
+
+    with out.status("waiting for the nodes to find each other (mDNS, QUIC)..."):
+        _wait(formed, START_TIMEOUT_S, "the mesh to form")
+    from edgenode.fastcli import table  # noqa: PLC0415
+    from edgenode.meshverbs import node_rows  # noqa: PLC0415
+
+    with Connection(lab.socket(names[-1])) as api:
+        where = f"--lab {lab_name} --node {names[-1]}"
+        out.print(f"\nthe mesh as {names[-1]} sees it (edgenode nodes {where}):")
+        out.print(table(node_rows(api.call("nodes"), now=time.time())) + "\n")
+    return lab.socket("n1")
+
+
 def run(
-    state_dir: Path, *, socket: str, examples: Path = EXAMPLES, node: str | None = None
+    state_dir: Path,
+    *,
+    socket: str,
+    examples: Path = EXAMPLES,
+    node: str | None = None,
+    nodes: int = 1,
+    lab_name: str = DEMO_LAB,
 ) -> None:
     out = Console(highlight=False, soft_wrap=True)
-    out.rule("[bold]edgenode demo[/]: one node, the example workloads")
-    start_daemon(state_dir, socket, node, out)
+    if nodes > 1:
+        out.rule(f"[bold]edgenode demo[/]: a mesh of {nodes} nodes, the example workloads")
+        socket = start_lab(nodes, out, lab_name)
+    else:
+        out.rule("[bold]edgenode demo[/]: one node, the example workloads")
+        start_daemon(state_dir, socket, node, out)
     with Connection(socket) as api:
         name = api.call("ping")["node"]
         labels = ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())
@@ -119,6 +170,8 @@ def run(
             _wait(lambda: _settled(api, name), RUN_TIMEOUT_S, "the pods to run")
         out.print()
         out.print(_pods(api, name))
+        if nodes > 1:
+            _replicated(lab_name, out)
         _tour(api, out)
     prog = _edgenode()
     env = f"EDGENODE_SOCKET={socket}"
@@ -134,6 +187,31 @@ def run(
         f"  {prog} describe node/{name}             what the sandbox has and lacks\n"
         "Stop the daemon and the pods keep running; `make up` again adopts them. "
         "`make down` removes everything."
+    )
+    if nodes > 1:
+        lab = f"--lab {lab_name}"
+        out.print(
+            f"The mesh: any verb reaches another node with {lab} --node NAME, e.g.\n"
+            f"  {prog} nodes {lab} --node n2             the mesh as n2 sees it\n"
+            f"  {prog} lab partition n1 n2,n3 {lab}       split it; `lab heal {lab}` mends it\n"
+            f"  {prog} lab kill n3 {lab}                   and watch `nodes` declare it dead\n"
+            f"  {prog} lab status {lab}"
+        )
+
+
+def _replicated(lab_name: str, out: Console) -> None:
+    """Show that every node holds the same objects: the last node answers for the pods."""
+    from edgenode.lab import Lab  # noqa: PLC0415
+
+    lab = Lab(lab_name)
+    last = lab.nodes()[-1]
+    with Connection(lab.socket(last)) as api:
+        pods = sorted(p["metadata"]["name"] for p in api.call("get", kind="pods"))
+    out.print(
+        f"\n{last} holds the same desired state "
+        f"(edgenode get pods --lab {lab_name} --node {last}): "
+        f"{', '.join(pods)}; each pod runs on the node it names or where it was created, "
+        "until placement decides across the mesh."
     )
 
 

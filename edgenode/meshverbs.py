@@ -34,7 +34,7 @@ def node_rows(nodes: list[dict[str, Any]], *, now: float) -> list[list[str]]:
                 str(n["state"]),
                 ",".join(n.get("addresses") or []) or "-",
                 _ago(n.get("lastSeen"), now),
-                "?" if behind is None else f"{behind} changes" if behind else "in sync",
+                "?" if behind is None else f"{behind} behind" if behind else "in sync",
             ]
         )
     return rows

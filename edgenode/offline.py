@@ -119,9 +119,30 @@ def validate(files: tuple[str, ...]) -> None:
     default=None,
     help="Folder of example manifests (default: the repository's examples/).",
 )
-@click.option("--down", is_flag=True, help="Stop the demo node and its pods; remove its state.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="More than 1: a mesh of this many nodes in network namespaces (the lab 'demo').",
+)
+@click.option(
+    "--lab",
+    "lab_name",
+    default="demo",
+    show_default=True,
+    help="With --nodes: the name of the demo's lab.",
+)
+@click.option("--down", is_flag=True, help="Stop the demo's nodes and pods; remove their state.")
 def demo(
-    *, state_dir: Path, socket_path: str, node: str | None, examples: Path | None, down: bool
+    *,
+    state_dir: Path,
+    socket_path: str,
+    node: str | None,
+    examples: Path | None,
+    nodes: int,
+    lab_name: str,
+    down: bool,
 ) -> None:
     """The main job: a node (its daemon in the background) running the example workloads,
     then a tour: an edit in place, its history, diff, rollback and workflow."""
@@ -130,6 +151,10 @@ def demo(
             click.echo(f"pod {name} stopped and deleted")
         _demo.remove(state_dir)
         click.echo(f"removed {state_dir}")
+        from edgenode.lab import Lab  # noqa: PLC0415
+
+        for line in Lab(lab_name).down():
+            click.echo(f"lab {lab_name}: removed {line}")
         return
     folder = examples or _demo.EXAMPLES
     problems: list[FieldProblem] = []
@@ -143,9 +168,18 @@ def demo(
             click.echo(problem.render(), err=True)
         click.echo(f"{len(problems)} problem(s) in the examples; nothing was started.", err=True)
         raise SystemExit(EXIT_INVALID)
+    from edgenode.lab import LabError  # noqa: PLC0415
+
     try:
-        _demo.run(state_dir, socket=socket_path, node=node, examples=folder)
-    except (_demo.DemoError, ApiError) as exc:
+        _demo.run(
+            state_dir,
+            socket=socket_path,
+            node=node,
+            examples=folder,
+            nodes=nodes,
+            lab_name=lab_name,
+        )
+    except (_demo.DemoError, ApiError, LabError) as exc:
         click.echo(f"edgenode demo: {exc}", err=True)
         raise SystemExit(getattr(exc, "exit", 1)) from None
 

@@ -31,7 +31,9 @@ def demo_dir() -> Iterator[Path]:
 
 
 def where(parent: Path) -> list[str]:
-    return ["--state-dir", str(parent / "state"), "--socket", str(parent / "sock")]
+    # A lab of this test's own: `demo --down` also removes the demo's lab, never a user's.
+    lab = f"d{abs(hash(parent.name)) % 10**8}"
+    return ["--state-dir", str(parent / "state"), "--socket", str(parent / "sock"), "--lab", lab]
 
 
 def test_demo_runs_the_examples_on_a_node_and_tours_an_edit_then_reruns_unchanged(
@@ -79,3 +81,24 @@ def test_demo_refuses_an_invalid_example_and_starts_nothing(tmp_path: Path) -> N
     assert "bad.yaml, document 1 (Pod web)" in result.output
     assert "spec.containers" in result.output
     assert not (tmp_path / "state").exists()
+
+
+def test_demo_with_three_nodes_forms_a_mesh_runs_the_examples_and_down_removes_it(
+    demo_dir: Path,
+) -> None:
+    runner = CliRunner()
+    lab = where(demo_dir)[-1]
+    first = runner.invoke(cli, ["demo", "--nodes", "3", *where(demo_dir)])
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("NAME "))) :][:4]
+    assert sorted(row.split()[0] for row in table[1:]) == ["n1", "n2", "n3"]
+    assert all(row.split()[1] == "alive" for row in table[1:]), table
+    assert any(line.split()[:3] == ["web", "Running", "n1"] for line in lines)
+    assert "n3 holds the same desired state" in first.output and "web" in first.output
+    assert "rollback pod/web to revision" in first.output
+    assert any(ns.startswith(f"enl-{lab}-") for ns in os.listdir("/run/netns"))
+    down = runner.invoke(cli, ["demo", "--down", *where(demo_dir)])
+    assert down.exit_code == 0, down.output
+    assert f"lab {lab}: removed n1: pod web" in down.output
+    assert not any(ns.startswith(f"enl-{lab}-") for ns in os.listdir("/run/netns"))
