@@ -332,8 +332,29 @@ class Handlers:
         )
         return {"run_id": record.run_id, "outcome": record.outcome, "error": record.error}
 
+    async def _elsewhere(self, verb: str, kind: str, name: str, args: dict[str, Any]) -> Any:
+        """The answer of the node a pod is assigned to, for a verb that reads what only that
+        node holds; None when this node answers itself (the pod is here, or unassigned)."""
+        mesh = self.d.mesh
+        if kind != "Pod" or args.get("forwarded") or mesh is None or not mesh.started:
+            return None
+        doc = await asyncio.to_thread(self.store.get, "Pod", name)
+        node = ((doc or {}).get("assignment") or {}).get("node")
+        if node is None or node == self.d.name:
+            return None
+        if verb == "logs" and args.get("follow"):
+            raise ApiError(
+                f"pod {name} runs on node {node}: follow its logs there (or --node {node} in a "
+                "lab); without -f any node shows them",
+                EXIT_INVALID,
+            )
+        return await mesh.ask(node, verb, args)
+
     async def logs(self, args: dict[str, Any]) -> Any:
         name = self._pod(args["ref"])
+        remote = await self._elsewhere("logs", "Pod", name, args)
+        if remote is not None:
+            return _items(remote)
         if name not in self.d.sandbox.pods():
             raise ApiError(f"pod {name} has no containers on this node (yet)", EXIT_NOT_FOUND)
         definition = self.d.sandbox.definition(name)
@@ -363,6 +384,9 @@ class Handlers:
 
     async def workflow(self, args: dict[str, Any]) -> Any:
         kind, name = _ref(args["ref"])
+        remote = await self._elsewhere("workflow", kind, name, args)
+        if remote is not None:
+            return remote
         return await asyncio.to_thread(
             self.d.flows.render, f"{kind}/{name}", args.get("format", "text"), args.get("run_id")
         )
@@ -371,6 +395,9 @@ class Handlers:
         from edgenode.why import explain  # noqa: PLC0415
 
         kind, name = _ref(args["ref"])
+        remote = await self._elsewhere("why", kind, name, args)
+        if remote is not None:
+            return remote
         return await asyncio.to_thread(explain, self.d, kind, name)
 
     # -- images -------------------------------------------------------------------------------
@@ -391,6 +418,12 @@ class Handlers:
     async def image_rm(self, args: dict[str, Any]) -> Any:
         image = await asyncio.to_thread(self.d.images.remove, args["reference"])
         return image.to_json()
+
+
+async def _items(values: Any) -> AsyncIterator[Any]:
+    """A relayed list of streamed items, streamed again."""
+    for value in values if isinstance(values, list) else [values]:
+        yield value
 
 
 def _public(kind: str, doc: Mapping[str, Any]) -> dict[str, Any]:

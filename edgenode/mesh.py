@@ -30,7 +30,7 @@ import json
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import cbor2
 import structlog
 
+from edgenode import _ask
 from gossip._dissemination import ApplyResult, Log
 from gossip._membership import (
     MemberAlive,
@@ -58,6 +59,11 @@ log = structlog.get_logger("edgenode.mesh")
 DEFAULT_PORT = 7946
 MEMBERSHIP = "membership"
 DISSEMINATION = "dissemination"
+ASK = "ask"
+ASK_TIMEOUT_S = 10.0
+"""How long a node waits for a peer's answer to a forwarded read verb."""
+MAX_ANSWER_ITEMS = 10_000
+"""A streamed answer (log lines) is cut to its last this many items before it travels."""
 CONTACT_FORMAT = 1
 
 
@@ -254,6 +260,10 @@ class Mesh:
         self._seed_of: dict[NodeId, str] = {}
         self._published: int = 0
         self._clock = time.monotonic
+        self._asks: dict[int, asyncio.Future[Any]] = {}
+        self._next_ask = 0
+        self.answer: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
+        """Runs a local read verb for a peer (the daemon's API dispatcher)."""
         self._rng = random.Random()
         self.started = False
 
@@ -358,6 +368,8 @@ class Mesh:
             self._m.feed(lambda now: self.membership.receive(data, sender, now=now))
         elif channel == DISSEMINATION:
             self._d.feed(lambda now: self.dissemination.receive(data, sender, now=now))
+        elif channel == ASK:
+            self._on_ask(sender, data)
         else:
             log.warning("unknown_channel", peer=sender, channel=channel)
 
@@ -433,6 +445,80 @@ class Mesh:
         self._published = head if missing.complete else self._published + len(mine)
         if mine:
             self._d.feed(lambda now: self.dissemination.publish(mine, now=now))
+
+    # -- asking other nodes ---------------------------------------------------------------------
+
+    async def ask(self, node: NodeId, verb: str, args: dict[str, Any]) -> Any:
+        """Run read verb `verb` on `node` and return its result; `ApiError` with the peer's
+        message (or why it could not be asked)."""
+        from edgenode._protocol import EXIT_FAILED, ApiError  # noqa: PLC0415
+
+        self._next_ask = self._next_ask + 1 if self._next_ask < _ask.MAX_ID else 1
+        rid = self._next_ask
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._asks[rid] = future
+        try:
+            message = _ask.encode(_ask.Request(rid, verb, {**args, "forwarded": True}))
+            if not self.transport.send(node, ASK, message, reliable=True):
+                raise ApiError(f"cannot ask node {node}: it is not reachable now", EXIT_FAILED)
+            return await asyncio.wait_for(future, ASK_TIMEOUT_S)
+        except TimeoutError:
+            raise ApiError(
+                f"node {node} did not answer {verb} within {ASK_TIMEOUT_S:.0f} s; ask it "
+                f"directly (on {node}, or --node {node} in a lab)",
+                EXIT_FAILED,
+            ) from None
+        finally:
+            self._asks.pop(rid, None)
+
+    def _on_ask(self, sender: NodeId, data: bytes) -> None:
+        from edgenode._protocol import ApiError  # noqa: PLC0415
+
+        message = _ask.decode(data)
+        if isinstance(message, _ask.Rejected):
+            log.info("ask_rejected", peer=sender, reason=message.reason)
+        elif isinstance(message, _ask.Request):
+            task = asyncio.create_task(self._answer(sender, message), name="mesh-answer")
+            self._tasks.append(task)
+            task.add_done_callback(self._forget)
+        else:
+            future = self._asks.get(message.id)
+            if future is None or future.done():
+                return  # a late answer to a request that timed out
+            if message.ok:
+                future.set_result(message.result)
+            else:
+                text, code = message.result
+                future.set_exception(ApiError(f"{sender}: {text}", code))
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+    async def _answer(self, sender: NodeId, request: _ask.Request) -> None:
+        from edgenode._protocol import EXIT_FAILED, EXIT_INVALID, ApiError  # noqa: PLC0415
+
+        answer: _ask.Answer
+        try:
+            if request.verb not in _ask.ANSWERED or self.answer is None:
+                raise ApiError(f"{request.verb} is not answered for peers", EXIT_INVALID)
+            result = await self.answer(request.verb, request.args)
+            if isinstance(result, AsyncIterator):
+                items = [item async for item in result]
+                result = items[-MAX_ANSWER_ITEMS:]
+            answer = _ask.Answer(request.id, True, result)
+            if len(_ask.encode(answer)) > self.transport.config.max_frame_bytes - 64:
+                raise ApiError(
+                    f"the answer to {request.verb} is too large to relay; ask {self.me} "
+                    "directly (or with --tail)",
+                    EXIT_FAILED,
+                )
+        except ApiError as exc:
+            answer = _ask.Answer(request.id, False, (exc.message, exc.exit))
+        except Exception as exc:
+            log.exception("ask_answer_failed", peer=sender, verb=request.verb)
+            answer = _ask.Answer(request.id, False, (f"{self.me} failed: {exc!r}", EXIT_FAILED))
+        self.transport.send(sender, ASK, _ask.encode(answer), reliable=True)
 
     # -- events -------------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ async def serve(daemon: Daemon, path: str) -> asyncio.AbstractServer:
     handlers = Handlers(daemon)
     handlers.verbs["nodes"] = lambda _args: _nodes(daemon)
     handlers.verbs["mesh"] = lambda args: _mesh(daemon, bool(args.get("digest")))
+    if daemon.mesh is not None:
+        daemon.mesh.answer = handlers.dispatch  # peers' read verbs for the pods running here
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):

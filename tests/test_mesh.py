@@ -112,6 +112,36 @@ def test_a_change_applied_on_one_node_is_visible_on_every_node(lab: Lab) -> None
     assert described.returncode == 0 and "visible" in described.stdout, described
 
 
+POD = """apiVersion: edgenode/v1
+kind: Pod
+metadata: {name: greeter}
+spec:
+  containers:
+    main:
+      image: busybox
+      command: ["sh", "-c", "echo hello from the pod; exec sleep 3600"]
+"""
+
+
+def test_node_local_read_verbs_answer_from_any_node_by_asking_the_pods_node(lab: Lab) -> None:
+    wait_for(all_see_all(lab, NODES), timeout=30, what="the mesh")
+    apply(lab, "n1", POD)  # created on n1, so it runs there
+    wait_for(
+        lambda: "hello from the pod" in lab.cli("n1", "logs", "pod/greeter").stdout,
+        timeout=60,
+        what="the pod's output on n1",
+    )
+    logs = lab.cli("n4", "logs", "pod/greeter")
+    assert logs.returncode == 0 and "hello from the pod" in logs.stdout, logs
+    workflow = lab.cli("n4", "workflow", "pod/greeter")
+    assert workflow.returncode == 0 and "pod.start Pod/greeter" in workflow.stdout, workflow
+    why = lab.cli("n5", "why", "pod/greeter")
+    assert why.returncode == 0 and why.stdout == lab.cli("n1", "why", "pod/greeter").stdout
+    follow = lab.cli("n4", "logs", "-f", "pod/greeter")
+    assert follow.returncode == 2 and "runs on node n1" in follow.stderr, follow
+    assert lab.cli("n1", "delete", "pod/greeter").returncode == 0
+
+
 def test_a_partition_with_writes_on_both_sides_heals_to_identical_state(lab: Lab) -> None:
     wait_for(all_see_all(lab, NODES), timeout=30, what="the mesh")
     apply(lab, "n1", manifest(["contested"]))
