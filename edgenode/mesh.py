@@ -30,16 +30,15 @@ import json
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import cbor2
 import structlog
 
 from edgenode import _ask
-from gossip._dissemination import ApplyResult, Log
+from edgenode._nodefacts import Contact, CountingLog, behind, fitting_contact
 from gossip._membership import (
     MemberAlive,
     MemberDead,
@@ -50,7 +49,7 @@ from gossip._membership import (
     MemberSuspected,
     MessageRejected,
 )
-from gossip._membership_wire import MAX_META_BYTES, MemberState, NodeId
+from gossip._membership_wire import MemberState, NodeId
 from gossip.transport import PeerDown, PeerUp
 from store import Store
 
@@ -64,7 +63,6 @@ ASK_TIMEOUT_S = 10.0
 """How long a node waits for a peer's answer to a forwarded read verb."""
 MAX_ANSWER_ITEMS = 10_000
 """A streamed answer (log lines) is cut to its last this many items before it travels."""
-CONTACT_FORMAT = 1
 
 
 class _Core(Protocol):
@@ -127,42 +125,6 @@ class CoreRunner:
             self._timer = None
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """How to reach a node: its addresses and its QUIC port (a member's metadata)."""
-
-    addresses: tuple[str, ...]
-    port: int
-
-    def encode(self) -> bytes:
-        return cbor2.dumps([CONTACT_FORMAT, list(self.addresses), self.port], canonical=True)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Contact | None:
-        """The contact in a member's metadata, or None if it is not one (a peer's fault)."""
-        try:
-            fmt, addresses, port = cbor2.loads(data)
-        except (ValueError, TypeError, cbor2.CBORDecodeError):
-            return None
-        if (
-            fmt != CONTACT_FORMAT
-            or not isinstance(port, int)
-            or not 0 < port < 65536
-            or not isinstance(addresses, list)
-            or not all(isinstance(a, str) and len(a) <= 64 for a in addresses)
-        ):
-            return None
-        return cls(tuple(addresses[:8]), port)
-
-
-def fitting_contact(addresses: Sequence[str], port: int) -> Contact:
-    """The contact with as many of `addresses` (in order) as fit a member's metadata."""
-    kept = list(addresses)
-    while kept and len(Contact(tuple(kept), port).encode()) > MAX_META_BYTES:
-        kept.pop()
-    return Contact(tuple(kept), port)
-
-
 @dataclass(slots=True)
 class PeerRecord:
     """What this node knows of another node, for `edgenode nodes`."""
@@ -194,38 +156,6 @@ def local_addresses() -> list[str]:
             elif msg["family"] == socket.AF_INET and not addr.startswith("127."):
                 v4.append(addr)
     return [*sorted(v6), *sorted(v4)]
-
-
-def behind(mine: Mapping[str, int], theirs: Mapping[str, int] | None) -> int | None:
-    """How many changes `theirs` lacks that `mine` holds (None: their vector is unknown)."""
-    if theirs is None:
-        return None
-    return sum(max(0, seq - theirs.get(origin, 0)) for origin, seq in mine.items())
-
-
-class CountingLog:
-    """A `Log` that counts what it applied (changes and their encoded bytes), so a catch-up's
-    cost can be compared with the size of what it brought."""
-
-    def __init__(self, inner: Log) -> None:
-        self.inner = inner
-        self.applied = 0
-        self.applied_bytes = 0
-
-    def version_vector(self) -> Mapping[str, int]:
-        return self.inner.version_vector()
-
-    def missing(self, peer: Mapping[str, int], *, max_bytes: int) -> tuple[list[bytes], bool]:
-        return self.inner.missing(peer, max_bytes=max_bytes)
-
-    def keys_for(self, envelopes: Sequence[bytes]) -> list[bytes]:
-        return self.inner.keys_for(envelopes)
-
-    def apply(self, envelopes: Sequence[bytes], keys: Sequence[bytes]) -> ApplyResult:
-        result = self.inner.apply(envelopes, keys)
-        self.applied += len(result.new)
-        self.applied_bytes += sum(len(envelopes[i]) for i in result.new)
-        return result
 
 
 @dataclass(frozen=True, slots=True)
