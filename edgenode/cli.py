@@ -2,8 +2,10 @@
 
 Client verbs (`edgenode.verbs`) talk to the node's daemon over its socket and import little,
 so `edgenode get pods` starts quickly; offline verbs (`edgenode.offline`) load the object
-model, the store and the sandbox. Shell completion: ``eval "$(_EDGENODE_COMPLETE=bash_source
-edgenode)"`` (zsh_source, fish_source for the other shells).
+model, the store and the sandbox; the cluster's identity verbs (init, token, join, credential)
+are `edgenode.clusterverbs`, the mesh's `edgenode.meshverbs` and the lab's `edgenode.labcli`.
+Shell completion: ``eval "$(_EDGENODE_COMPLETE=bash_source edgenode)"`` (zsh_source,
+fish_source for the other shells).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ COMMANDS: dict[str, str] = {
     "why": "edgenode.verbs:why",
     "image": "edgenode.verbs:image",
     "validate": "edgenode.offline:validate",
-    "init": "edgenode.offline:init",
-    "token": "edgenode.offline:token",
-    "join": "edgenode.offline:join",
-    "credential": "edgenode.offline:credential",
+    "init": "edgenode.clusterverbs:init",
+    "token": "edgenode.clusterverbs:token",
+    "join": "edgenode.clusterverbs:join",
+    "credential": "edgenode.clusterverbs:credential",
     "demo": "edgenode.offline:demo",
     "lab": "edgenode.labcli:lab",
     "nodes": "edgenode.meshverbs:nodes",

@@ -14,14 +14,15 @@ Node ``n1`` makes the lab's cluster (its state holds ``cluster/root.key``); ever
 gets its own node and operator keys, and credentials issued by n1's root
 (`write_node_credentials`). Each node runs one ``edgenode up`` (`daemon_argv`), detached,
 in its namespace; its state is in ``/var/lib/edgenode-lab/<lab>/<node>/``, its socket, pid
-file and log in
-``/run/edgenode-lab/<lab>/`` beside ``lab.json`` (the lab's nodes, daemon arguments and faults).
+file and log in ``/run/edgenode-lab/<lab>/`` beside ``lab.json`` (the lab's nodes, daemon
+arguments and faults).
 
-Faults are data: `Faults` (partition groups, loss per node or lab-wide, links down) is kept in
-lab.json and `ruleset` turns it into one nftables ``bridge`` table in the bridge namespace,
-replaced atomically on every change. A packet crossing the bridge between two partition
-groups is dropped; loss drops a random share of the packets entering or leaving a node's
-port. A link down is the bridge port set down (the node's eth0 loses its carrier).
+Faults are data (`Faults`, kept in lab.json); `ruleset` turns them into one nftables ``bridge``
+table in the bridge namespace, replaced atomically on every change: a packet crossing the bridge
+between two partition groups is dropped; loss drops a random share of the packets entering or
+leaving a node's port. A link down is the bridge port set down (the node's eth0 loses its
+carrier). Names, addresses and faults are the pure core `edgenode._lab`; this module re-exports
+its public names.
 
 `Lab.down` works from whatever exists (lab.json may be half-written by a failed `up`): it
 stops the daemons (TERM, then KILL), deletes the pods they left, the namespaces (the nft table
@@ -33,141 +34,64 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
-import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgenode._lab import (
+    BRIDGE,
+    MAX_NODES,
+    NODE_NAME,
+    Faults,
+    LabError,
+    LabInputError,
+    NodeStatus,
+    bridge_netns_name,
+    check_lab_name,
+    check_percent,
+    lab_namespaces,
+    lan_addresses,
+    netns_name,
+    node_index,
+    partition_groups,
+    ruleset,
+    with_link,
+    with_loss,
+    with_partition,
+)
 from edgenode._protocol import ApiError
 from edgenode.client import DEFAULT_LAB, LAB_RUN_DIR, Connection
+
+__all__ = [
+    "MAX_NODES",
+    "NETNS_DIR",
+    "RUN_ROOT",
+    "STATE_ROOT",
+    "Faults",
+    "Lab",
+    "LabError",
+    "LabInputError",
+    "NodeStatus",
+    "check_lab_name",
+    "check_percent",
+    "daemon_argv",
+    "edgenode_argv",
+    "lan_addresses",
+    "partition_groups",
+    "ruleset",
+    "write_node_credentials",
+]
 
 STATE_ROOT = Path("/var/lib/edgenode-lab")
 RUN_ROOT = Path(LAB_RUN_DIR)
 NETNS_DIR = Path("/run/netns")
-BRIDGE = "br0"
-NFT_TABLE = "edgenode_lab"
-MAX_NODES = 64
-"""At most this many nodes (each runs a daemon of about 60 MB; 2 cores start ~3 a second)."""
-LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$")
-NODE_NAME = re.compile(r"^n([1-9][0-9]*)$")
-
-
-class LabError(RuntimeError):
-    """The lab could not do what was asked; the message says what state it was left in."""
-
-
-class LabInputError(LabError):
-    """The caller's mistake (a name, a number); nothing was changed."""
-
-
-# -- pure: names, addresses, faults, rules -----------------------------------------------------
-
-
-def check_lab_name(name: str) -> str:
-    if not LAB_NAME.match(name):
-        raise LabInputError(
-            f"lab name: expected 1-24 lowercase letters, digits or '-' (not first or last), "
-            f"got {name!r}; nothing was changed"
-        )
-    return name
-
-
-def lan_addresses(lab: str, index: int) -> tuple[str, str]:
-    """Node `index`'s lab-LAN addresses (ULA/64 and IPv4/24, without the prefix length)."""
-    d = hashlib.sha256(b"edgenode lab\0" + lab.encode()).digest()
-    ula = ipaddress.IPv6Address(b"\xfd" + d[:5] + b"\x00\x01" + index.to_bytes(8, "big"))
-    return str(ula), f"10.{d[5]}.{d[6]}.{index}"
-
-
-@dataclass(frozen=True)
-class Faults:
-    """The faults in force. `partition`: groups of nodes (None: no partition); `loss`: percent
-    (0-100) of packets dropped entering and leaving a node's port; `loss_all`: percent of every
-    packet crossing the bridge; `down`: nodes whose link is down."""
-
-    partition: tuple[tuple[str, ...], ...] | None = None
-    loss: dict[str, int] = field(default_factory=dict)
-    loss_all: int = 0
-    down: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Faults:
-        part = raw.get("partition")
-        return cls(
-            None if part is None else tuple(tuple(g) for g in part),
-            {str(k): int(v) for k, v in (raw.get("loss") or {}).items()},
-            int(raw.get("loss_all", 0)),
-            tuple(raw.get("down") or ()),
-        )
-
-
-def partition_groups(nodes: Sequence[str], groups: Sequence[Sequence[str]]) -> list[list[str]]:
-    """The full partition: `groups` checked (known nodes, each in one group), and each node
-    named in no group alone in a group of its own."""
-    seen: dict[str, int] = {}
-    for i, group in enumerate(groups):
-        for node in group:
-            if node not in nodes:
-                raise LabInputError(
-                    f"partition group {i + 1}: no node {node!r} in this lab (its nodes: "
-                    f"{', '.join(nodes)}); nothing was changed"
-                )
-            if node in seen:
-                raise LabInputError(
-                    f"partition: node {node} is in groups {seen[node] + 1} and {i + 1}; "
-                    "expected each node in one group; nothing was changed"
-                )
-            seen[node] = i
-    full = [list(g) for g in groups if g]
-    return full + [[n] for n in nodes if n not in seen]
-
-
-def check_percent(pct: int) -> int:
-    if not 0 <= pct <= 100:
-        raise LabInputError(f"loss: expected a percentage 0-100, got {pct}; nothing was changed")
-    return pct
-
-
-def _names(nodes: Sequence[str]) -> str:
-    return "{ " + ", ".join(f'"{n}"' for n in nodes) + " }"
-
-
-def _drop(pct: int) -> str:
-    return "drop" if pct >= 100 else f"numgen random mod 100 < {pct} drop"
-
-
-def ruleset(faults: Faults) -> str:
-    """The nftables script that puts `faults` in force in the bridge namespace, replacing the
-    lab's table in one transaction."""
-    rules = []
-    for group in faults.partition or ():
-        if len(group) < sum(len(g) for g in faults.partition or ()):
-            rules.append(f"iifname {_names(group)} oifname != {_names(group)} drop")
-    if faults.loss_all:
-        rules.append(_drop(faults.loss_all))
-    for node, pct in sorted(faults.loss.items()):
-        if pct:
-            rules += [f'iifname "{node}" {_drop(pct)}', f'oifname "{node}" {_drop(pct)}']
-    body = "".join(f"    {r}\n" for r in rules)
-    return (
-        f"table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n"
-        f"table bridge {NFT_TABLE} {{\n  chain forward {{\n"
-        "    type filter hook forward priority 0; policy accept;\n"
-        f"{body}  }}\n}}\n"
-    )
 
 
 def write_node_credentials(root_state: Path, state_dir: Path, node: str, *, now: int) -> None:
@@ -237,22 +161,6 @@ def _alive(pid: int, marker: str) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z" and marker.encode() in cmdline
 
 
-@dataclass(frozen=True)
-class NodeStatus:
-    node: str
-    netns: str
-    netns_exists: bool
-    pid: int | None
-    running: bool
-    answering: bool
-    link_up: bool
-    loss: int
-    group: int | None
-    """1-based index of the node's partition group; None: no partition."""
-    address: str
-    ipv4: str
-
-
 # -- the lab -----------------------------------------------------------------------------------
 
 
@@ -277,11 +185,11 @@ class Lab:
     # -- names and places ---------------------------------------------------------------------
 
     def netns(self, node: str) -> str:
-        return f"enl-{self.name}-{node}"
+        return netns_name(self.name, node)
 
     @property
     def bridge_netns(self) -> str:
-        return f"enl-{self.name}-br"
+        return bridge_netns_name(self.name)
 
     def state_dir(self, node: str) -> Path:
         return self.state_root / node
@@ -297,15 +205,7 @@ class Lab:
 
     def address(self, node: str) -> tuple[str, str]:
         """The node's ULA and IPv4 address on the lab's LAN."""
-        return lan_addresses(self.name, self._index(node))
-
-    def _index(self, node: str) -> int:
-        m = NODE_NAME.match(node)
-        if m is None:
-            raise LabInputError(
-                f"node name: expected n1, n2, ..., got {node!r}; nothing was changed"
-            )
-        return int(m.group(1))
+        return lan_addresses(self.name, node_index(node))
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -362,9 +262,7 @@ class Lab:
         return found + self._namespaces()
 
     def _namespaces(self) -> list[str]:
-        pattern = re.compile(rf"^enl-{re.escape(self.name)}-(br|n[1-9][0-9]*)$")
-        names = os.listdir(NETNS_DIR) if NETNS_DIR.is_dir() else []
-        return sorted(n for n in names if pattern.match(n))
+        return lab_namespaces(self.name, os.listdir(NETNS_DIR) if NETNS_DIR.is_dir() else [])
 
     def up(
         self, nodes: int = 3, *, extra_daemon_args: Sequence[str] = (), timeout: float = 60.0
@@ -564,12 +462,8 @@ class Lab:
 
     def partition(self, groups: Sequence[Sequence[str]]) -> list[list[str]]:
         """Cut the lab into `groups` (nodes named nowhere are alone); the full partition."""
-
-        def change(f: Faults, nodes: list[str]) -> Faults:
-            full = partition_groups(nodes, groups)
-            return dataclasses.replace(f, partition=tuple(tuple(g) for g in full))
-
-        return [list(g) for g in self._set_faults(change).partition or ()]
+        faults = self._set_faults(lambda f, nodes: with_partition(f, nodes, groups))
+        return [list(g) for g in faults.partition or ()]
 
     def heal(self) -> None:
         """End every partition and bring every link up (loss stays: `loss(None, 0)`)."""
@@ -583,11 +477,9 @@ class Lab:
         check_percent(pct)
 
         def change(f: Faults, nodes: list[str]) -> Faults:
-            if node is None:
-                return dataclasses.replace(f, loss={}, loss_all=pct)
-            self._node(node)
-            loss = {**f.loss, node: pct}
-            return dataclasses.replace(f, loss={n: p for n, p in loss.items() if p})
+            if node is not None:
+                self._node(node)
+            return with_loss(f, node, pct)
 
         self._set_faults(change)
 
@@ -598,8 +490,7 @@ class Lab:
             self._node(node)
             state = "up" if up else "down"
             _run(["ip", "-n", self.bridge_netns, "link", "set", node, state], f"{node} {state}")
-            down = sorted(set(f.down) - {node} if up else {*f.down, node})
-            return dataclasses.replace(f, down=tuple(down))
+            return with_link(f, node, up=up)
 
         self._set_faults(change)
 
@@ -692,7 +583,7 @@ class Lab:
         for d, suffix in ((self.state_root, ""), (self.run_dir, ".pid")):
             if d.is_dir():
                 found.update(p.name.removesuffix(suffix) for p in d.iterdir())
-        return sorted((n for n in found if NODE_NAME.match(n)), key=self._index)
+        return sorted((n for n in found if NODE_NAME.match(n)), key=node_index)
 
 
 def _delete_pods(state_dir: Path) -> list[str]:

@@ -7,8 +7,8 @@ client's certificate, and no chain exists to verify anyway, so trust comes from 
 handshake on the connection's one stream (`gossip._frames`): both sides present credentials
 signed by the cluster's trust root and sign fresh nonces bound to the server's TLS certificate.
 The client reads that certificate through `peer_certificate` and requires its key to be the
-server's credential's key. `peer_certificate` and `send_backlog` (for backpressure) are the only
-places that touch aioquic internals; a test pins both.
+server's credential's key. Each connection is a `gossip.quicconn.PeerConnection`; this module
+owns them all and re-exports that module's public names.
 
 A side that refuses the other logs ``peer_refused`` (address, claimed subject, reason) and
 closes with `Close.REFUSED` and a short reason; the refused side logs ``refused_by_peer``.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import secrets
 import socket
 import ssl
 import time
@@ -39,66 +38,45 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
-from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from gossip import _frames as fr
 from gossip._credentials import Credential, CredentialError
 from gossip._membership_wire import NodeId
 from gossip.identity import IdentityError, cluster_dir, load_cluster, public_bytes
+from gossip.quicconn import (
+    AioquicInternalsError,
+    PeerConnection,
+    TransportError,
+    peer_certificate,
+    send_backlog,
+)
+
+__all__ = [
+    "AioquicInternalsError",
+    "NodeIdentity",
+    "PeerConnection",
+    "PeerDown",
+    "PeerInfo",
+    "PeerUp",
+    "Transport",
+    "TransportConfig",
+    "TransportError",
+    "TransportStats",
+    "peer_certificate",
+    "send_backlog",
+]
 
 log = structlog.get_logger("gossip.transport")
-
-
-class TransportError(RuntimeError):
-    """A dial failed (refused, timed out, unreachable): the reason says which; nothing is kept."""
-
-
-class AioquicInternalsError(RuntimeError):
-    """aioquic no longer has an internal this transport relies on: pin a compatible aioquic."""
-
-
-def _raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-# -- The aioquic internals this module relies on (tests/test_transport.py pins both) ----------
-
-
-def peer_certificate(quic: QuicConnection) -> x509.Certificate | None:
-    """The certificate the peer presented in the TLS handshake (None before it arrives)."""
-    tls = getattr(quic, "tls", None)
-    if tls is None or not hasattr(tls, "_peer_certificate"):
-        raise AioquicInternalsError(
-            "aioquic's TLS context has no _peer_certificate: this transport cannot bind the "
-            "handshake to the server's certificate; nothing was trusted"
-        )
-    return cast(x509.Certificate | None, tls._peer_certificate)
-
-
-def send_backlog(quic: QuicConnection, stream_id: int | None) -> tuple[int, int]:
-    """What aioquic holds to send: (stream bytes not yet acknowledged, datagrams not yet sent)."""
-    try:
-        datagrams = len(quic._datagrams_pending)
-        if stream_id is None or stream_id not in quic._streams:
-            return 0, datagrams
-        sender = quic._streams[stream_id].sender
-        return int(sender._buffer_stop - sender._buffer_start), datagrams
-    except AttributeError as exc:
-        raise AioquicInternalsError(
-            f"aioquic's connection no longer exposes its send buffers ({exc}): backpressure "
-            "cannot be measured"
-        ) from None
 
 
 # -- Configuration, identity, events ---------------------------------------------------------
@@ -230,251 +208,13 @@ def _count(table: dict[str, int], key: str, n: int = 1) -> None:
     table[key] = table.get(key, 0) + n
 
 
-def _address(addr: Any) -> tuple[str, int]:
-    host = str(addr[0])
-    return (host.removeprefix("::ffff:") if "." in host else host, int(addr[1]))
-
-
 @dataclass
 class _Peer:
     dial_to: tuple[str, int] | None = None
-    active: _Conn | None = None
+    active: PeerConnection | None = None
     pending: deque[tuple[bool, bytes, str, int]] = field(default_factory=deque)
     pending_bytes: int = 0
     dialling: asyncio.Task[None] | None = None
-
-
-class _Conn(QuicConnectionProtocol):
-    """One QUIC connection: its handshake, then frames; every input handled in `_on_event`."""
-
-    def __init__(self, quic: QuicConnection, *, owner: Transport, inbound: bool) -> None:
-        super().__init__(quic)
-        self.owner = owner
-        self.inbound = inbound
-        self.address: tuple[str, int] = ("", 0)
-        self.state = "tls"  # tls -> handshake -> up -> draining; closed at any point
-        self.handshake: fr.ClientHandshake | fr.ServerHandshake | None = None
-        self.decoder = fr.FrameDecoder(fr.MAX_HANDSHAKE_BYTES)
-        self.stream_id: int | None = None
-        self.peer: Credential | None = None
-        self.subject = ""
-        self.since = 0.0
-        self.busy = False
-        self.negotiated = False  # a ClientHello was read (set before its first datagram ends)
-        self.counted = inbound  # holds a pending-handshake slot
-        self.got_fin = False
-        self.our_close: tuple[int, str] | None = None
-        self.sent_fin = False
-        self.authenticated: asyncio.Future[NodeId] = self._loop.create_future()
-        self.udp: asyncio.DatagramTransport | None = None
-        self.deadline = self._loop.call_later(owner.config.handshake_timeout_s, self._expire)
-        self._flush_handle: asyncio.Handle | None = None
-
-    # inputs from asyncio and aioquic
-
-    def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        first = self.address == ("", 0)
-        if first:
-            self.address = _address(addr)
-        try:
-            if first and self.busy:  # read the ClientHello, answer only with the refusal
-                self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
-                self.refuse(fr.Close.BUSY, "busy", "too many handshakes in progress")
-                return
-            super().datagram_received(data, addr)
-            if first and self.inbound and self.state == "tls" and not self.negotiated:
-                self._drop_silently()
-        except Exception:
-            log.exception("transport_bug", address=self._where())
-            self.refuse(fr.Close.PROTOCOL, "internal", "internal error")
-
-    def quic_event_received(self, event: events.QuicEvent) -> None:
-        try:
-            self._on_event(event)
-        except Exception:
-            log.exception("transport_bug", address=self._where(), peer=self.subject)
-            self.refuse(fr.Close.PROTOCOL, "internal", "internal error")
-
-    def transmit(self) -> None:
-        super().transmit()
-        if (
-            self.state == "draining"
-            and self.got_fin
-            and self.sent_fin
-            and send_backlog(self._quic, self.stream_id) == (0, 0)
-        ):
-            self.state = "closed"
-            self.close(fr.Close.REPLACED, "replaced by another connection")
-
-    def _on_event(self, event: events.QuicEvent) -> None:
-        if isinstance(event, events.ProtocolNegotiated):
-            self.negotiated = True
-        elif isinstance(event, events.HandshakeCompleted):
-            self._tls_done(event)
-        elif isinstance(event, events.StreamDataReceived):
-            self._stream_data(event)
-        elif isinstance(event, events.DatagramFrameReceived):
-            self.owner._datagram(self, event.data)
-        elif isinstance(event, events.StreamReset) and event.stream_id == self.stream_id:
-            self.refuse(fr.Close.PROTOCOL, "malformed", "peer reset the stream")
-        elif isinstance(event, events.ConnectionTerminated):
-            self._terminated(event)
-
-    def _tls_done(self, event: events.HandshakeCompleted) -> None:
-        if event.alpn_protocol != fr.ALPN:
-            self.refuse(fr.Close.REFUSED, "alpn", f"ALPN {event.alpn_protocol!r}, not {fr.ALPN}")
-            return
-        if self.state != "tls":
-            return
-        self.state = "handshake"
-        me = self.owner.identity
-        if self.inbound:
-            self.handshake = fr.ServerHandshake(
-                key=me.key,
-                credential=me.credential,
-                root_public=me.root_public,
-                nonce=secrets.token_bytes(fr.NONCE_BYTES),
-                cert_der=self.owner._cert_der,
-            )
-            return
-        cert = peer_certificate(self._quic)
-        public = cert.public_key() if cert is not None else None
-        if cert is None or not isinstance(public, Ed25519PublicKey):
-            self.refuse(fr.Close.REFUSED, "certificate", "server certificate is not Ed25519")
-            return
-        handshake = fr.ClientHandshake(
-            key=me.key,
-            credential=me.credential,
-            root_public=me.root_public,
-            nonce=secrets.token_bytes(fr.NONCE_BYTES),
-            cert_public=_raw(public),
-            cert_der=cert.public_bytes(Encoding.DER),
-        )
-        self.handshake = handshake
-        self.stream_id = self._quic.get_next_available_stream_id()
-        self._write(handshake.hello())
-
-    def _stream_data(self, event: events.StreamDataReceived) -> None:
-        if self.state in ("tls", "closed"):
-            return
-        if self.stream_id is None and self.inbound and event.stream_id == 0:
-            self.stream_id = 0
-        if event.stream_id != self.stream_id:
-            self.refuse(fr.Close.PROTOCOL, "stream", f"unexpected stream {event.stream_id}")
-            return
-        for kind, body in self.decoder.feed(event.data):
-            if self.state == "handshake":
-                self._handshake_frame(kind, body)
-            elif self.state in ("up", "draining"):
-                self.owner._frame(self, kind, body)
-            if self.state == "closed":
-                return
-        if self.decoder.error is not None:
-            code = fr.Close.FRAME_TOO_BIG if self.decoder.too_big else fr.Close.PROTOCOL
-            self.refuse(
-                code, "frame-too-big" if self.decoder.too_big else "malformed", self.decoder.error
-            )
-            return
-        if event.end_stream:
-            self.got_fin = True
-            if self.state == "up":
-                self.owner._demote(self)
-            elif self.state != "draining":
-                self.refuse(fr.Close.PROTOCOL, "malformed", "stream ended during the handshake")
-
-    def _handshake_frame(self, kind: int, body: bytes) -> None:
-        assert self.handshake is not None
-        step = self.handshake.receive(kind, body, now=int(self.owner.clock()))
-        self.subject = step.subject or self.subject
-        if step.refused is not None:
-            self.refuse(fr.Close.REFUSED, step.code, step.refused)
-            return
-        if step.reply:
-            self._write(step.reply)
-        if step.peer is not None:
-            self.peer = step.peer
-            self.state = "up"
-            self.since = self.owner.clock()
-            self.deadline.cancel()
-            self.decoder.limit = self.owner.config.max_frame_bytes
-            self.owner._up(self)
-
-    def _terminated(self, event: events.ConnectionTerminated) -> None:
-        self.state = "closed"
-        self.deadline.cancel()
-        reason = event.reason_phrase or f"closed with code {event.error_code}"
-        by_peer = (event.error_code, event.reason_phrase) != self.our_close
-        if event.error_code == fr.Close.REFUSED and by_peer:
-            self.owner._log(
-                "refused_by_peer", self.address, self.subject, reason, "refused_by_peer"
-            )
-        if not self.authenticated.done():
-            self.authenticated.set_exception(TransportError(reason))
-            self.authenticated.exception()  # retrieved: a background dial may not await it
-        self.owner._closed(self, reason)
-        if self.udp is not None:
-            self.udp.close()
-
-    # actions
-
-    def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
-        if self.our_close is None:
-            self.our_close = (error_code, reason_phrase)
-        super().close(error_code, reason_phrase)
-
-    def _where(self) -> str:
-        host, port = self.address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    def _write(self, data: bytes) -> None:
-        assert self.stream_id is not None
-        self._quic.send_stream_data(self.stream_id, data)
-        self.flush_soon()
-
-    def flush_soon(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        if self.state != "closed":
-            self.transmit()
-
-    def end_stream(self) -> None:
-        if not self.sent_fin and self.stream_id is not None:
-            self.sent_fin = True
-            self._quic.send_stream_data(self.stream_id, b"", end_stream=True)
-            self.flush_soon()
-
-    def _expire(self) -> None:
-        if self.state in ("tls", "handshake"):
-            self.refuse(fr.Close.TIMEOUT, "deadline", "handshake not finished before its deadline")
-
-    def _drop_silently(self) -> None:
-        """An Initial with no ClientHello in it: garbage. Forget it without logging each one."""
-        self.owner._release(self)
-        self.state = "closed"
-        self.close(fr.Close.PROTOCOL, "")
-
-    def refuse(self, code: fr.Close, kind: str, reason: str) -> None:
-        if self.state == "closed":
-            return
-        self.owner._release(self)
-        was = self.state
-        self.state = "closed"
-        if not self.inbound and code == fr.Close.TIMEOUT:
-            self.owner._log("dial_timeout", self.address, self.subject, reason, kind)
-        elif code in (fr.Close.REFUSED, fr.Close.TIMEOUT, fr.Close.BUSY):
-            self.owner.stats.refused += 1
-            self.owner._log("peer_refused", self.address, self.subject, reason, kind)
-        else:
-            self.owner._log("peer_closed", self.address, self.subject, reason, kind)
-        if not self.authenticated.done():
-            self.authenticated.set_exception(TransportError(reason))
-            self.authenticated.exception()
-        if was in ("up", "draining"):
-            self.owner._closed(self, reason)
-        self.close(code, reason[:200])
 
 
 class _Server(QuicServer):
@@ -527,7 +267,7 @@ class Transport:
         self._on_peer = on_peer
         self._limit = fr.RateLimit(config.log_interval_s)
         self._peers: dict[NodeId, _Peer] = {}
-        self._conns: set[_Conn] = set()
+        self._conns: set[PeerConnection] = set()
         self._pending = 0
         self._server: QuicServer | None = None
         self._cert = _certificate(identity.key, identity.node_id, clock())
@@ -571,8 +311,8 @@ class Transport:
         self._server = server
         return int(sock.getsockname()[1])
 
-    def _accept(self, quic: QuicConnection, **_: Any) -> _Conn:
-        conn = _Conn(quic, owner=self, inbound=True)
+    def _accept(self, quic: QuicConnection, **_: Any) -> PeerConnection:
+        conn = PeerConnection(quic, owner=self, inbound=True)
         if self._pending >= self.config.max_pending_handshakes:
             conn.busy = True
             conn.counted = False
@@ -581,7 +321,7 @@ class Transport:
         self._conns.add(conn)
         return conn
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: PeerConnection) -> None:
         if conn.counted:
             conn.counted = False
             self._pending -= 1
@@ -617,7 +357,9 @@ class Transport:
             p.dialling = asyncio.get_running_loop().create_task(self._background_dial(peer))
         return True
 
-    def _put(self, conn: _Conn, reliable: bool, wire: bytes, channel: str, size: int) -> None:
+    def _put(
+        self, conn: PeerConnection, reliable: bool, wire: bytes, channel: str, size: int
+    ) -> None:
         if reliable:
             assert conn.stream_id is not None
             conn._quic.send_stream_data(conn.stream_id, wire)
@@ -667,7 +409,7 @@ class Transport:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(("::", 0, 0, 0))
             udp, proto = await loop.create_datagram_endpoint(
-                lambda: _Conn(quic, owner=self, inbound=False), sock=sock
+                lambda: PeerConnection(quic, owner=self, inbound=False), sock=sock
             )
         except OSError as exc:
             sock.close()
@@ -694,7 +436,7 @@ class Transport:
 
     # called by connections
 
-    def _up(self, conn: _Conn) -> None:
+    def _up(self, conn: PeerConnection) -> None:
         assert conn.peer is not None
         self._release(conn)
         node = NodeId(conn.peer.subject)
@@ -722,7 +464,7 @@ class Transport:
         if not conn.authenticated.done():
             conn.authenticated.set_result(node)
 
-    def _demote(self, conn: _Conn) -> None:
+    def _demote(self, conn: PeerConnection) -> None:
         """Stop using `conn` for new messages; end our side of it once what is queued is out."""
         if conn.state != "up":
             return
@@ -736,7 +478,7 @@ class Transport:
                 self._call(self._on_peer, PeerDown(node, "peer ended the connection's stream"))
         conn.end_stream()
 
-    def _closed(self, conn: _Conn, reason: str) -> None:
+    def _closed(self, conn: PeerConnection, reason: str) -> None:
         self._conns.discard(conn)
         self._release(conn)
         if conn.peer is None:
@@ -748,7 +490,7 @@ class Transport:
             if self._on_peer is not None:
                 self._call(self._on_peer, PeerDown(node, reason))
 
-    def _frame(self, conn: _Conn, kind: int, body: bytes) -> None:
+    def _frame(self, conn: PeerConnection, kind: int, body: bytes) -> None:
         view = fr.parse_channel_payload(body) if kind == fr.Kind.DATA else "not a DATA frame"
         if isinstance(view, str):
             conn.refuse(fr.Close.PROTOCOL, "malformed", f"frame: {view}")
@@ -759,7 +501,7 @@ class Transport:
         _count(self.stats.bytes_in, channel, len(payload))
         self._call(self._on_message, channel, NodeId(conn.peer.subject), payload)
 
-    def _datagram(self, conn: _Conn, data: bytes) -> None:
+    def _datagram(self, conn: PeerConnection, data: bytes) -> None:
         view = fr.parse_channel_payload(data)
         if conn.peer is None or isinstance(view, str) or len(data) > self.config.max_datagram_bytes:
             self.stats.dropped += 1

@@ -183,7 +183,7 @@ WALL = int(time.time()) - DAY
 
 
 def cli_run(*args: str | Path) -> Result:
-    from edgenode.offline import cli
+    from edgenode.clusterverbs import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
