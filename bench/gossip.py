@@ -14,6 +14,10 @@ simulator's live nodes.
 - ``sim_false_suspicions_10pct_loss``: MemberSuspected events among 100 live nodes over 10
   virtual minutes at 10% loss (none is dead), counted after a 60 s join phase; reference
   ``sim_false_deaths_10pct_loss``: MemberDead events over the same span.
+  ``sim_distinct_false_suspicions_10pct_loss``: the same suspicions counted once each (a
+  member at one incarnation); ``sim_reliable_bytes_per_node_s_10pct_loss``: what the
+  fallback probes over the reliable channel cost, beside
+  ``sim_membership_bytes_per_node_s_10pct_loss``, all membership bytes.
 - ``idle_bytes_per_s_100_objects`` / ``idle_bytes_per_s_10k_objects``: bytes sent per node
   per virtual second, all channels (membership and dissemination, peers from membership), in
   a converged 5-node mesh whose nodes hold 100 or 10,000 changes.
@@ -143,13 +147,21 @@ def spread(report: Report, nodes: int, seed: int, changes: int) -> None:
 
 
 def suspicions(report: Report, nodes: int, seed: int, minutes: float) -> None:
-    sim = Simulation(nodes, seed=seed, loss=0.10, record_events=False)
+    # Membership alone (its reliable fallback ping on, as by default): suspicions counted as
+    # MemberSuspected events over all viewers, and as distinct ones (a member at one
+    # incarnation, counted once), after a 60 s join phase.
+    from gossip._membership import MemberSuspected
+
+    sim = Simulation(nodes, seed=seed, loss=0.10)
     sim.join_all(list(sim.nodes)[:3])
     sim.run_until_true(lambda: sim.converged(set(sim.nodes)), limit_s=60.0, step_s=1.0)
     before = dict(sim.event_counts)
+    start, joined = sim.now, sim.traffic()
     sim.run_for(minutes * 60.0)
     suspected = sim.event_counts["MemberSuspected"] - before.get("MemberSuspected", 0)
     dead = sim.event_counts["MemberDead"] - before.get("MemberDead", 0)
+    distinct = {(e.node, e.incarnation) for _, _, e in sim.events_of(MemberSuspected, since=start)}
+    traffic = sim.traffic(since=joined)
     report.add(
         "sim_false_suspicions_10pct_loss",
         suspected,
@@ -157,6 +169,19 @@ def suspicions(report: Report, nodes: int, seed: int, minutes: float) -> None:
         target="0",
         met=suspected == 0,
         reference=("sim_false_deaths_10pct_loss", dead),
+    )
+    report.add(
+        "sim_distinct_false_suspicions_10pct_loss",
+        len(distinct),
+        "suspicions",
+        target="0",
+        met=not distinct,
+    )
+    report.add(
+        "sim_reliable_bytes_per_node_s_10pct_loss",
+        traffic["reliable_bytes_per_node_s"],
+        "B/node/s",
+        reference=("sim_membership_bytes_per_node_s_10pct_loss", traffic["bytes_per_node_s"]),
     )
 
 

@@ -82,9 +82,12 @@ class CoreRunner:
         send: Callable[[NodeId, bytes], None],
         on_event: Callable[[object], None],
         clock: Callable[[], float],
+        send_reliably: Callable[[NodeId, bytes], None] | None = None,
     ) -> None:
         self.core = core
         self._send = send
+        self._send_reliably = send_reliably
+        self._reliable = getattr(core, "reliable_messages_to_send", None)
         self._on_event = on_event
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
@@ -102,6 +105,11 @@ class CoreRunner:
         now = self._clock()
         for peer, data in self.core.messages_to_send(now=now):
             self._send(peer, data)
+        if self._reliable is not None:
+            # Messages the core wants delivered whatever the loss (membership's fallback
+            # probes): the transport's reliable stream retransmits them.
+            for peer, data in self._reliable(now=now):
+                (self._send_reliably or self._send)(peer, data)
         while (event := self.core.next_event()) is not None:
             try:
                 self._on_event(event)
@@ -241,6 +249,7 @@ class Mesh:
         self._m = CoreRunner(
             self.membership,
             send=lambda peer, data: self._send(peer, MEMBERSHIP, data, reliable=False),
+            send_reliably=lambda peer, data: self._send(peer, MEMBERSHIP, data, reliable=True),
             on_event=self._membership_event,
             clock=self._clock,
         )

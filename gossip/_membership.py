@@ -2,31 +2,33 @@
 
 Theory of operation. `Membership` is a pure core (STYLE.md §1): it is fed a peer's bytes
 (`receive`) and timer ticks (`handle_timer`), each with an explicit ``now`` in seconds, and the
-caller drains what to send (`messages_to_send`), when to wake it next (`get_timer`, absolute)
-and what happened (`next_event`). Randomness is the injected ``rng``; no clock, no I/O.
+caller drains what to send as datagrams (`messages_to_send`) and over a reliable stream
+(`reliable_messages_to_send`), when to wake it next (`get_timer`, absolute) and what happened
+(`next_event`). Randomness is the injected ``rng``; no clock, no I/O. Its config is in
+`gossip._membership_config`, its events and claim table in `gossip._membership_events`.
 
 - **Probing.** Every protocol period (``probe_interval_s × (1 + lhm)``) this node pings one
   member, taken round-robin from a list of the alive and suspected members shuffled anew each
   round (SWIM §4.3; a new member goes in at a random place of the rest of the round). No ack
   within ``probe_timeout_s × (1 + lhm)``: it asks ``indirect_probes`` random alive members to
-  ping the target for it (ping-req). No ack, direct or relayed, by the end of the period: the
-  target is suspected.
+  ping the target for it (ping-req) and, with ``reliable_fallback``, pings the target itself
+  over the reliable channel (reliable-ping, acked over that channel; memberlist's TCP ping).
+  No ack by any path by the end of the period: the target is suspected, unless the reliable
+  ping is still within its own period (a stream may take a few retransmission timeouts to
+  get through): then the suspicion waits until the reliable ack comes (none) or that period
+  ends, ``probe_timeout_s × (1 + lhm)`` after the probe's own.
 - **Suspicion (Lifeguard).** A suspected member is declared dead when its suspicion times
-  out. With ``n`` alive or suspected members (this one included) when the suspicion starts::
-
-      min = suspicion_mult × max(1, log10(n)) × probe_interval_s
-      max = suspicion_max_timeout_mult × min
-      k   = suspicion_mult − 2, or 0 if n − 2 < k         (independent confirmations wanted)
-      timeout(c) = max(min, max − (max − min) × log(c + 1) / log(k + 1))   (min if k = 0)
-
-  where ``c`` is the number of *other* members that have also suspected it (at the same
-  incarnation). A member that hears it is suspected (or dead, or left) at an incarnation at
-  least its own refutes: it raises its incarnation above it and gossips itself alive.
+  out: between ``suspicion_mult × max(1, log10(n)) × probe_interval_s`` and
+  ``suspicion_max_timeout_mult`` times that, shorter the more other members confirm it
+  (`gossip._membership_detection` has the formula). A member that hears it is suspected (or
+  dead, or left) at an incarnation at least its own refutes: it raises its incarnation above
+  it and gossips itself alive.
 - **Local health (Lifeguard).** ``lhm`` in ``0..max_local_health`` measures how much to
   distrust our own view: +1 when we had to refute a suspicion of ourselves, +1 for each nack a
   failed probe's helpers did not send (or +1 for a failed probe that had no helpers), −1 for
-  every probe that was acked. A slow or overloaded node thus probes slower and waits longer
-  before it suspects anyone.
+  every probe that was acked. A probe answered only over the reliable channel counts as
+  failed here (its datagram paths did), though its target is not suspected. A slow or
+  overloaded node thus probes slower and waits longer before it suspects anyone.
 - **Dissemination.** Every message piggybacks membership updates (one per member, the newest
   claim) that fit its byte budget, least-sent first, newest first among equals; each update is
   sent ``retransmit_mult × ceil(log10(n + 1))`` times. A message to a member we believe
@@ -52,19 +54,37 @@ not a valid message become a `MessageRejected` event; nothing a peer sends raise
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
+from gossip._membership_config import (
+    MIN_MESSAGE_BYTES,
+    NACK_AFTER,
+    MembershipConfig,
+    MembershipError,
+    check_meta,
+)
+from gossip._membership_detection import Probe, Relay, Suspicion
+from gossip._membership_events import (
+    TRANSITIONS,
+    Member,
+    MemberAlive,
+    MemberDead,
+    MemberJoined,
+    MemberLeft,
+    MembershipEvent,
+    MemberSuspected,
+    MemberUpdated,
+    MessageRejected,
+    Need,
+)
+from gossip._membership_gossip import Piggyback, claim_of
 from gossip._membership_wire import (
     MAX_INCARNATION,
-    MAX_META_BYTES,
     MAX_SEQ,
-    BroadcastQueue,
     Kind,
     MemberState,
     Message,
@@ -72,12 +92,13 @@ from gossip._membership_wire import (
     Rejected,
     Update,
     decode,
-    encode_update,
     sync_messages,
     valid_node_id,
 )
 
 __all__ = [
+    "MIN_MESSAGE_BYTES",
+    "NACK_AFTER",
     "TRANSITIONS",
     "Member",
     "MemberAlive",
@@ -92,233 +113,12 @@ __all__ = [
     "MembershipError",
     "MembershipEvent",
     "MessageRejected",
+    "Need",
     "NodeId",
 ]
 
-NACK_AFTER = 0.8
-"""A ping-req helper nacks after this fraction of its ``probe_timeout_s`` without an ack."""
-MIN_MESSAGE_BYTES = 1024
-"""The smallest ``max_message_bytes``: room for any header, a belief about the receiver and
-one update or member record, metadata included (at most 811 bytes together)."""
-
-
-class MembershipError(ValueError):
-    """The caller's mistake (a bad config or node id); nothing was changed."""
-
-
-@dataclass(frozen=True, slots=True)
-class MembershipConfig:
-    """Tuning of the membership protocol. The defaults suit a LAN of up to a few hundred nodes."""
-
-    probe_interval_s: float = 1.0
-    """Seconds per protocol period (one probe each), before local-health scaling; > 0. Lower
-    detects failures sooner at the cost of more traffic; it also scales suspicion timeouts."""
-    probe_timeout_s: float = 0.5
-    """Seconds to wait for a direct ack before asking helpers, before local-health scaling;
-    > 0 and < probe_interval_s. Set it above the network's round trip (p99). Helpers nack after
-    0.8 × this, so nacks arrive in time only if 1.8 × this ≤ probe_interval_s."""
-    indirect_probes: int = 3
-    """How many members (0..16) are asked to ping a target that did not ack. More tolerate
-    more lossy paths; 0 disables indirect probing."""
-    suspicion_mult: int = 4
-    """Minimum suspicion timeout in protocol periods, scaled by max(1, log10(n)); 1..100.
-    Higher gives a suspected member more time to refute (fewer false deaths, slower
-    detection). Also sets the confirmations wanted: suspicion_mult − 2."""
-    suspicion_max_timeout_mult: int = 6
-    """The maximum suspicion timeout (with no independent confirmations), as a multiple of
-    the minimum; 1..100. 1 turns Lifeguard's shrinking timeout off."""
-    retransmit_mult: int = 4
-    """Each update is piggybacked retransmit_mult × ceil(log10(n + 1)) times; 1..100. Higher
-    spreads updates more reliably through lossy networks, at the cost of message room."""
-    max_local_health: int = 8
-    """The cap (0..64) of the local health multiplier: a struggling node probes and times
-    out at most (1 + this) times slower. 0 turns Lifeguard's local health off."""
-    max_message_bytes: int = 1200
-    """Hard cap on every message's size in bytes, sent or accepted; 1024..65507. Keep it under
-    the path MTU's payload; larger carries more updates per message."""
-    push_pull_interval_s: float = 30.0
-    """Seconds between full-state exchanges (push-pull) with one random alive member and one
-    random dead one, × (ceil(log2(n / 32)) + 1) when n > 32 alive or suspected members; 0 turns
-    it off, else 1..86400. Repairs what gossip missed and merges a healed partition whose sides
-    hold each other dead; lower merges sooner, at the cost of full member lists on the wire."""
-    gossip_to_the_dead_s: float = 30.0
-    """For this many seconds after declaring a member dead, each protocol period also sends one
-    gossip message to a random such member, so one that was only cut off hears of its death
-    and refutes; 0..86400 (0: off). Longer catches longer partitions without waiting for
-    push-pull, at the cost of one message per period while anyone died recently."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            seconds = f.name.endswith("_s")
-            allowed: tuple[type, ...] = (int, float) if seconds else (int,)
-            if isinstance(value, bool) or not isinstance(value, allowed):
-                want = "a number of seconds" if seconds else "an integer"
-                raise MembershipError(f"MembershipConfig.{f.name}: expected {want}, got {value!r}")
-        self._range("probe_interval_s", 1e-6, 3600.0)
-        self._range("probe_timeout_s", 1e-6, 3600.0)
-        if self.probe_timeout_s >= self.probe_interval_s:
-            raise MembershipError(
-                f"MembershipConfig.probe_timeout_s: expected less than probe_interval_s "
-                f"({self.probe_interval_s}), got {self.probe_timeout_s}; lower it or raise "
-                f"probe_interval_s"
-            )
-        self._range("indirect_probes", 0, 16)
-        self._range("suspicion_mult", 1, 100)
-        self._range("suspicion_max_timeout_mult", 1, 100)
-        self._range("retransmit_mult", 1, 100)
-        self._range("max_local_health", 0, 64)
-        self._range("max_message_bytes", MIN_MESSAGE_BYTES, 65_507)
-        if self.push_pull_interval_s != 0:
-            self._range("push_pull_interval_s", 1.0, 86_400.0)
-        self._range("gossip_to_the_dead_s", 0.0, 86_400.0)
-
-    def _range(self, name: str, low: float, high: float) -> None:
-        value = getattr(self, name)
-        if not low <= value <= high or (isinstance(value, float) and not math.isfinite(value)):
-            raise MembershipError(f"MembershipConfig.{name}: expected {low}..{high}, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    node: NodeId
-    state: MemberState
-    incarnation: int
-    meta: bytes = b""
-    """The member's opaque metadata (0..MAX_META_BYTES bytes) as of its last alive claim."""
-
-
-@dataclass(frozen=True, slots=True)
-class MemberJoined:
-    """A member is new to us, or came back alive after being dead or gone."""
-
-    node: NodeId
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberSuspected:
-    node: NodeId
-    incarnation: int
-    by: NodeId
-
-
-@dataclass(frozen=True, slots=True)
-class MemberAlive:
-    """A suspected member refuted the suspicion (a higher incarnation)."""
-
-    node: NodeId
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberUpdated:
-    """A known member's metadata changed (after its MemberJoined or MemberAlive, if any)."""
-
-    node: NodeId
-    incarnation: int
-    meta: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class MemberDead:
-    node: NodeId
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberLeft:
-    node: NodeId
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRejected:
-    """A peer sent bytes that are not a valid message; they were ignored."""
-
-    sender: NodeId
-    reason: str
-
-
-MembershipEvent = (
-    MemberJoined
-    | MemberSuspected
-    | MemberAlive
-    | MemberUpdated
-    | MemberDead
-    | MemberLeft
-    | MessageRejected
-)
-
-
-class Need(enum.Enum):
-    """What a claim's incarnation must be, against the one we hold, to be accepted."""
-
-    ANY = "any"
-    NEWER = ">"
-    AT_LEAST = ">="
-
-
 _A, _S, _D, _L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
 _LIVE = frozenset((_A, _S))
-TRANSITIONS: Mapping[
-    tuple[MemberState | None, MemberState], tuple[Need, type[MembershipEvent] | None]
-] = MappingProxyType(
-    {
-        # (what we hold, or None if unknown; the claim) -> (incarnation needed, event)
-        # The new state is always the claim's. A pair not listed is ignored.
-        (None, _A): (Need.ANY, MemberJoined),
-        (_A, _A): (Need.NEWER, None),
-        (_S, _A): (Need.NEWER, MemberAlive),
-        (_D, _A): (Need.NEWER, MemberJoined),
-        (_L, _A): (Need.NEWER, MemberJoined),
-        (_A, _S): (Need.AT_LEAST, MemberSuspected),
-        (_S, _S): (Need.NEWER, MemberSuspected),  # same incarnation: a confirmation instead
-        (_A, _D): (Need.AT_LEAST, MemberDead),
-        (_S, _D): (Need.AT_LEAST, MemberDead),
-        (_A, _L): (Need.AT_LEAST, MemberLeft),
-        (_S, _L): (Need.AT_LEAST, MemberLeft),
-        (_D, _L): (Need.AT_LEAST, MemberLeft),
-    }
-)
-"""How a claim about another member changes what we hold (claims about us are refuted)."""
-
-
-@dataclass(slots=True)
-class _Probe:
-    target: NodeId
-    seq: int
-    indirect_at: float
-    acked: bool = False
-    indirect_sent: bool = False
-    expected_nacks: int = 0
-    nacks: int = 0
-
-
-@dataclass(slots=True)
-class _Relay:
-    requester: NodeId
-    seq: int
-    deadline: float
-
-
-@dataclass(slots=True)
-class _Suspicion:
-    started: float
-    by: NodeId
-    k: int
-    min_s: float
-    max_s: float
-    confirmers: set[NodeId] = field(default_factory=set)  # ``by`` and the confirmations
-    at: float = 0.0  # the deadline, kept by `update`
-
-    def update(self) -> None:
-        if self.k <= 0:  # too few members to wait for confirmations
-            self.at = self.started + self.min_s
-            return
-        c = len(self.confirmers) - 1
-        frac = math.log(c + 1) / math.log(self.k + 1)
-        self.at = self.started + max(self.min_s, self.max_s - (self.max_s - self.min_s) * frac)
 
 
 class Membership:
@@ -329,7 +129,7 @@ class Membership:
     ) -> None:
         if not valid_node_id(me):
             raise MembershipError(f"me: expected 1..128 bytes of printable UTF-8, got {me!r}")
-        _check_meta(meta)
+        check_meta(meta)
         self._me = me
         self._config = config
         self._rng = rng
@@ -338,18 +138,17 @@ class Membership:
         self._next_push_pull_at: float | None = None
         self._events: deque[MembershipEvent] = deque()
         self._outbox: list[tuple[NodeId, Message]] = []
-        self._queue = BroadcastQueue()
-        self._wire: dict[NodeId, tuple[Update, bytes]] = {}
-        self._records: dict[NodeId, tuple[Member, _Suspicion | None, bytes]] = {}
-        self._memo: dict[str, tuple[Update, bytes]] = {}  # decode's cache per node
+        self._reliable_outbox: list[tuple[NodeId, Message]] = []
+        self._gossip = Piggyback()
         self._live = 1  # alive or suspected members, this one included
         self._seq = 0
-        self._probe: _Probe | None = None
+        self._probe: Probe | None = None
+        self._awaiting: dict[int, Probe] = {}  # past their period, fallback in flight; by its seq
         self._next_probe_at: float | None = None
         self._order: list[NodeId] = []
         self._order_index = 0
-        self._relays: dict[int, _Relay] = {}
-        self._suspicions: dict[NodeId, _Suspicion] = {}
+        self._relays: dict[int, Relay] = {}
+        self._suspicions: dict[NodeId, Suspicion] = {}
         self._lhm = 0
         self._seeds: tuple[NodeId, ...] = ()
         self._left = False
@@ -379,7 +178,7 @@ class Membership:
 
     def set_meta(self, meta: bytes, *, now: float) -> None:
         """Replace this node's metadata; a higher incarnation spreads it to every member."""
-        _check_meta(meta)
+        check_meta(meta)
         if self._left:
             raise MembershipError("set_meta after leave: nothing was changed")
         me = self._members[self._me]
@@ -395,7 +194,7 @@ class Membership:
         me = self._members[self._me]
         self._left = True
         self._set(Member(self._me, MemberState.LEFT, me.incarnation, me.meta))
-        self._queue.clear()
+        self._gossip.queue.clear()
         self._enqueue(Update(MemberState.LEFT, self._me, me.incarnation))
         others = sorted(n for n in self._members if self._probeable(n))
         for node in self._rng.sample(others, min(len(others), self._retransmit_limit())):
@@ -403,11 +202,12 @@ class Membership:
         self._probe = None
         self._next_probe_at = self._next_push_pull_at = None
         self._relays.clear()
+        self._awaiting.clear()
         self._suspicions.clear()
 
     def receive(self, data: bytes, sender: NodeId, *, now: float) -> None:
         """Take one message from ``sender`` (as authenticated by the transport)."""
-        result = decode(data, max_bytes=self._config.max_message_bytes, memo=self._memo)
+        result = decode(data, max_bytes=self._config.max_message_bytes, memo=self._gossip.memo)
         if isinstance(result, Rejected):
             self._reject(sender, result.reason)
             return
@@ -417,6 +217,8 @@ class Membership:
         if self._left:
             if result.kind is Kind.PING:
                 self._send(sender, Message(Kind.ACK, result.seq, self._me))
+            elif result.kind is Kind.RELIABLE_PING:
+                self._send_reliable(sender, Message(Kind.ACK, result.seq, self._me))
             return
         members, me = self._members, self._me
         for update in result.updates:
@@ -439,6 +241,8 @@ class Membership:
         match result.kind:
             case Kind.PING:
                 self._send(sender, Message(Kind.ACK, result.seq, self._me))
+            case Kind.RELIABLE_PING:  # its ack goes back the same way, whichever way it came
+                self._send_reliable(sender, Message(Kind.ACK, result.seq, self._me))
             case Kind.ACK:
                 self._on_ack(result.seq)
             case Kind.NACK:
@@ -450,7 +254,7 @@ class Membership:
                 if target is not None and target not in (self._me, sender):
                     seq = self._next_seq()
                     deadline = now + NACK_AFTER * self._config.probe_timeout_s
-                    self._relays[seq] = _Relay(sender, result.seq, deadline)
+                    self._relays[seq] = Relay(sender, result.seq, deadline)
                     self._send(target, Message(Kind.PING, seq, target))
             case Kind.JOIN | Kind.PUSH_PULL:
                 self._send(sender, Message(Kind.SYNC))
@@ -465,9 +269,18 @@ class Membership:
             if now >= relay.deadline:
                 del self._relays[seq]
                 self._send(relay.requester, Message(Kind.NACK, relay.seq))
+        for seq, waiting in list(self._awaiting.items()):
+            if now >= waiting.reliable_until:
+                del self._awaiting[seq]
+                self._suspect_target(waiting.target, now)
         probe = self._probe
         if probe and not probe.acked and not probe.indirect_sent and now >= probe.indirect_at:
             self._ask_helpers(probe)
+            if self._config.reliable_fallback:
+                probe.reliable_seq = self._next_seq()
+                probe.reliable_until = now + self._interval()
+                ping = Message(Kind.RELIABLE_PING, probe.reliable_seq, probe.target)
+                self._send_reliable(probe.target, ping)
         if now >= self._next_probe_at:
             self._finish_probe(now)
             self._start_probe(now)
@@ -491,11 +304,13 @@ class Membership:
         if probe and not probe.acked and not probe.indirect_sent:
             times.append(probe.indirect_at)
         times.extend(r.deadline for r in self._relays.values())
+        times.extend(p.reliable_until for p in self._awaiting.values())
         times.extend(s.at for s in self._suspicions.values())
         return min(times)
 
     def messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
-        """Everything to send since the last call, each at most ``max_message_bytes``."""
+        """Everything to send as datagrams (unreliably) since the last call, each at most
+        ``max_message_bytes``."""
         out: list[tuple[NodeId, bytes]] = []
         outbox, self._outbox = self._outbox, []
         for to, message in outbox:
@@ -504,6 +319,13 @@ class Membership:
             else:
                 out.append((to, self._with_gossip(to, message)))
         return out
+
+    def reliable_messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
+        """Everything to send over the reliable channel (a stream that retransmits what is
+        lost) since the last call: fallback pings and their acks, each at most
+        ``max_message_bytes``. The receiver passes them to `receive` like any message."""
+        outbox, self._reliable_outbox = self._reliable_outbox, []
+        return [(to, self._with_gossip(to, message)) for to, message in outbox]
 
     def next_event(self) -> MembershipEvent | None:
         return self._events.popleft() if self._events else None
@@ -545,7 +367,7 @@ class Membership:
             return
         seq = self._next_seq()
         timeout = self._config.probe_timeout_s * (1 + self._lhm)
-        self._probe = _Probe(target, seq, indirect_at=now + timeout)
+        self._probe = Probe(target, seq, indirect_at=now + timeout)
         self._send(target, Message(Kind.PING, seq, target))
 
     def _gossip_to_the_dead(self, now: float) -> None:
@@ -572,7 +394,7 @@ class Membership:
             if candidates:
                 self._send(self._rng.choice(candidates), Message(Kind.PUSH_PULL))
 
-    def _ask_helpers(self, probe: _Probe) -> None:
+    def _ask_helpers(self, probe: Probe) -> None:
         candidates = sorted(
             n
             for n, m in self._members.items()
@@ -590,6 +412,13 @@ class Membership:
             if not probe.acked:
                 probe.acked = True
                 self._health(-1)
+                self._stop_awaiting(probe.target)
+            return
+        if probe is not None and probe.reliable_seq == seq:  # never 0: seqs start at 1
+            probe.reliable_acked = True
+            self._stop_awaiting(probe.target)
+            return
+        if self._awaiting.pop(seq, None) is not None:  # a fallback's ack after its period
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -599,13 +428,28 @@ class Membership:
         probe, self._probe = self._probe, None
         if probe is None or probe.acked:
             return
+        # Lifeguard's evidence is about the datagram paths: it counts even when the reliable
+        # fallback got through (and spares the target a suspicion).
         if probe.expected_nacks:
             self._health(probe.expected_nacks - probe.nacks)
         else:
             self._health(+1)
-        target = self._members.get(probe.target)
+        if probe.reliable_acked:
+            return
+        if probe.reliable_seq and now < probe.reliable_until:
+            self._awaiting[probe.reliable_seq] = probe  # the stream may still get through
+            return
+        self._suspect_target(probe.target, now)
+
+    def _suspect_target(self, node: NodeId, now: float) -> None:
+        target = self._members.get(node)
         if target is not None and target.state in (MemberState.ALIVE, MemberState.SUSPECT):
             self._apply(Update(MemberState.SUSPECT, target.node, target.incarnation, self._me), now)
+
+    def _stop_awaiting(self, target: NodeId) -> None:
+        """``target`` answered a newer probe: an older one still waiting on it is moot."""
+        for seq in [s for s, p in self._awaiting.items() if p.target == target]:
+            del self._awaiting[seq]
 
     def _next_target(self) -> NodeId | None:
         for _ in range(2):
@@ -707,23 +551,12 @@ class Membership:
         self._members[member.node] = member
 
     def _suspect(self, node: NodeId, by: NodeId, now: float) -> None:
-        cfg = self._config
-        n = self._live
-        min_s = cfg.suspicion_mult * max(1.0, math.log10(max(n, 1))) * cfg.probe_interval_s
-        k = cfg.suspicion_mult - 2
-        if n - 2 < k:
-            k = 0
-        suspicion = _Suspicion(now, by, k, min_s, cfg.suspicion_max_timeout_mult * min_s, {by})
-        suspicion.update()
-        self._suspicions[node] = suspicion
+        self._suspicions[node] = Suspicion.start(self._config, n=self._live, by=by, now=now)
 
     def _confirm(self, update: Update) -> None:
         suspicion = self._suspicions.get(update.node)
-        if suspicion is None or update.by is None or update.by in suspicion.confirmers:
-            return
-        suspicion.confirmers.add(update.by)
-        suspicion.update()
-        self._enqueue(update)
+        if suspicion is not None and update.by is not None and suspicion.confirm(update.by):
+            self._enqueue(update)
 
     def _about_me(self, update: Update) -> None:
         if self._left:
@@ -749,13 +582,10 @@ class Membership:
         return self._record(self._members[self._me])
 
     def _record(self, member: Member) -> Update:
-        if member.state is MemberState.ALIVE:
-            return Update(member.state, member.node, member.incarnation, None, member.meta)
-        by = None
-        if member.state is MemberState.SUSPECT:
-            suspicion = self._suspicions.get(member.node)
-            by = suspicion.by if suspicion is not None else self._me
-        return Update(member.state, member.node, member.incarnation, by)
+        return claim_of(member, self._suspicion_of(member), self._me)
+
+    def _suspicion_of(self, member: Member) -> Suspicion | None:
+        return self._suspicions.get(member.node) if member.state is _S else None
 
     def _reject(self, sender: NodeId, reason: str) -> None:
         self._rejected += 1
@@ -766,27 +596,14 @@ class Membership:
     def _send(self, to: NodeId, message: Message) -> None:
         self._outbox.append((to, message))
 
-    def _enqueue(self, update: Update) -> None:
-        self._queue.put(update, self._encoded(update))
+    def _send_reliable(self, to: NodeId, message: Message) -> None:
+        self._reliable_outbox.append((to, message))
 
-    def _encoded(self, update: Update) -> bytes:
-        """``update``'s encoding, kept per member while it is the one we send about it."""
-        cached = self._wire.get(update.node) or self._memo.get(update.node)
-        if cached is not None and cached[0] == update:
-            return cached[1]
-        data = encode_update(update)
-        self._wire[update.node] = (update, data)
-        return data
+    def _enqueue(self, update: Update) -> None:
+        self._gossip.put(update)
 
     def _encoded_record(self, member: Member) -> bytes:
-        """The encoding of our record of ``member`` (for sync), kept while it holds."""
-        cached = self._records.get(member.node)
-        by = self._suspicions.get(member.node) if member.state is _S else None
-        if cached is not None and cached[0] is member and cached[1] is by:
-            return cached[2]
-        data = self._encoded(self._record(member))
-        self._records[member.node] = (member, by, data)
-        return data
+        return self._gossip.record(member, self._suspicion_of(member), self._me)
 
     def _retransmit_limit(self) -> int:
         return self._config.retransmit_mult * math.ceil(math.log10(self._live + 1))
@@ -799,7 +616,7 @@ class Membership:
         first += message.updates
         message = Message(message.kind, message.seq, message.target, first)
         skip = {u.node for u in first}
-        return self._queue.fill(
+        return self._gossip.queue.fill(
             message, self._config.max_message_bytes, self._retransmit_limit(), skip
         )
 
@@ -808,11 +625,3 @@ class Membership:
         records = [self._encoded_record(mine)] if mine is not None else []
         records += [self._encoded_record(m) for n, m in self._members.items() if n != to]
         return sync_messages(kind, records, self._config.max_message_bytes)
-
-
-def _check_meta(meta: object) -> None:
-    if not isinstance(meta, bytes) or len(meta) > MAX_META_BYTES:
-        size = f"{len(meta)} bytes" if isinstance(meta, bytes) else type(meta).__name__
-        raise MembershipError(
-            f"meta: expected at most {MAX_META_BYTES} bytes, got {size}; nothing was changed"
-        )

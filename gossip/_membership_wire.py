@@ -6,9 +6,12 @@ Theory of operation. A message is one canonical CBOR array::
 
 - ``VERSION`` is `VERSION` (2); a message of another version is rejected whole. Version 2
   added member metadata (the optional fourth item of an alive update) and push-pull.
-- ``kind`` is a `Kind`: ping, ack, ping-req, nack, join, sync, gossip or push-pull.
+- ``kind`` is a `Kind`: ping, ack, ping-req, nack, join, sync, gossip, push-pull or
+  reliable-ping (a ping sent over the reliable channel; added within version 2: a peer that
+  predates it rejects that message alone, and its prober falls back to suspicion as before).
 - ``seq`` is the sender's probe sequence number (0 when the kind has none), ``< 2**32``.
-- ``target`` is the probed member's id for ping-req (and the pinged id for ping), else null.
+- ``target`` is the probed member's id for ping-req and reliable-ping (and the pinged id for
+  ping), else null.
 - ``updates`` is a list of membership updates ``[state, node, incarnation]``; a suspicion
   (and only it) adds its suspector, ``[2, node, incarnation, suspector]``, and an alive claim
   of a member with metadata adds it, ``[1, node, incarnation, meta]`` (1..`MAX_META_BYTES`
@@ -59,6 +62,9 @@ class Kind(enum.IntEnum):
     GOSSIP = 7
     PUSH_PULL = 8
     """The sender's member list, like sync, asking for the receiver's in return."""
+    RELIABLE_PING = 9
+    """A ping sent over the reliable channel (a probe's fallback): the receiver acks it over
+    the reliable channel too, with the same seq."""
 
 
 class MemberState(enum.IntEnum):
@@ -393,8 +399,8 @@ def _validate(
         return Rejected("bad seq")
     if target is not None and not valid_node_id(target):
         return Rejected("bad target")
-    if the_kind is Kind.PING_REQ and target is None:
-        return Rejected("ping-req without a target")
+    if the_kind in (Kind.PING_REQ, Kind.RELIABLE_PING) and target is None:
+        return Rejected(f"{the_kind.name.lower().replace('_', '-')} without a target")
     if type(updates) is not list:
         return Rejected("updates is not an array")
     parsed: list[Update] = []

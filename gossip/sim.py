@@ -14,21 +14,28 @@ choices (loss, latency) come from one ``Random`` derived from the seed, each nod
 its own ``Random(f"{seed}:{node}:{life}")``, and ties are broken by insertion order.
 
 After every input to a node (a message, a timer, a command) the node is *pumped*, as a shell
-would: each core's ``messages_to_send`` are put on the wire, its ``next_event``s are recorded,
-and its timer is re-armed at ``get_timer()``. A timer is a heap entry carrying a generation;
-re-arming bumps the generation, so stale entries are skipped when popped (foca's trick).
+would: each core's ``messages_to_send`` (and reliable ones) are put on the wire, its
+``next_event``s are recorded, and its timer is re-armed at ``get_timer()``. A timer is a
+heap entry carrying a generation; re-arming bumps the generation, so stale entries are skipped
+when popped (foca's trick).
 
 The network decides each message's fate when it is sent: lost with the link's probability,
-else delivered after a latency drawn uniformly from the link's range. Partitions and dead
-nodes are checked again on delivery, so a message in flight when a partition starts, or when
-either end is killed, is dropped too. Nothing here is O(n²) per step; `converged` keeps a
-running count of each viewer's alive and suspected members from its events and walks the full
-member maps only once those counts already agree.
+else delivered after a latency drawn uniformly from the link's range. A core may also send
+over a *reliable* channel (a stream that retransmits, as QUIC's do): if it has a
+``reliable_messages_to_send`` drain (optional; looked up with ``getattr``), those messages
+are never lost to the link's loss; instead each loss, drawn geometrically with the link's
+loss rate, adds one retransmission timeout (the link's ``rto_s``) to the latency. A link
+that loses everything (loss 1) delivers nothing, reliably or not. Partitions and dead nodes
+are checked again on delivery, so a message in flight when a partition starts, or when
+either end is killed, is dropped too, on either channel. Nothing here is O(n²) per step;
+`converged` keeps a running count of each viewer's alive and suspected members from its events
+and walks the full member maps only once those counts already agree.
 
-What crossed the network is counted in `Counters`, in total and per channel (core name);
-`traffic` gives one channel's messages and bytes per node per virtual second, over the whole
-run or since an earlier reading. ``meta`` gives each node's membership metadata, as the
-daemon's contact info would be.
+What crossed the network is counted in `Counters`, in total and per channel (core name),
+reliable messages included; the reliable part is also counted on its own, per channel.
+`traffic` gives one channel's messages and bytes per node per virtual second (all of them,
+and the reliable part), over the whole run or since an earlier reading. ``meta`` gives each
+node's membership metadata, as the daemon's contact info would be.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from gossip._membership_wire import NodeId
 
 __all__ = [
     "MEMBERSHIP",
+    "RTO_S",
     "Core",
     "CoreFactory",
     "Counters",
@@ -76,7 +84,9 @@ _JOIN = 2
 
 
 class Core(Protocol):
-    """The shape of every protocol core the simulator can drive (STYLE.md §1)."""
+    """The shape of every protocol core the simulator can drive (STYLE.md §1). A core may
+    also have ``reliable_messages_to_send(*, now) -> list[tuple[NodeId, bytes]]``: what to
+    send over the reliable channel (see the module's theory of operation)."""
 
     def receive(self, data: bytes, sender: NodeId, *, now: float) -> None: ...
     def handle_timer(self, *, now: float) -> None: ...
@@ -96,12 +106,19 @@ def node_ids(n: int) -> list[NodeId]:
     return [NodeId(f"n{i:0{width}d}") for i in range(n)]
 
 
+RTO_S = 0.2
+"""The default retransmission timeout of the reliable channel, in seconds."""
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
-    """One direction-independent link's behaviour: loss probability 0..1 and latency range."""
+    """One direction-independent link's behaviour: loss probability 0..1, latency range in
+    seconds, and the reliable channel's retransmission timeout in seconds (≥ 0): what each
+    lost transmission of a reliable message adds to its latency."""
 
     loss: float
     latency: tuple[float, float]
+    rto_s: float = RTO_S
 
 
 @dataclass(slots=True)
@@ -117,10 +134,16 @@ class Counters:
     bytes_delivered: int = 0
     timers: int = 0
     events: int = 0
+    retransmits: int = 0
+    """Transmissions of reliable messages lost and repeated (each added one ``rto_s``)."""
     sent_by_channel: Counter[str] = field(default_factory=Counter)
-    """Messages sent per channel (core name)."""
+    """Messages sent per channel (core name), reliable ones included."""
     bytes_by_channel: Counter[str] = field(default_factory=Counter)
-    """Payload bytes sent per channel (core name)."""
+    """Payload bytes sent per channel (core name), reliable ones included."""
+    reliable_sent_by_channel: Counter[str] = field(default_factory=Counter)
+    """Of ``sent_by_channel``, the messages sent over the reliable channel."""
+    reliable_bytes_by_channel: Counter[str] = field(default_factory=Counter)
+    """Of ``bytes_by_channel``, the bytes sent over the reliable channel."""
 
     @property
     def dropped(self) -> int:
@@ -164,6 +187,7 @@ class Simulation:
         config: MembershipConfig | None = None,
         latency_s: tuple[float, float] = (0.001, 0.005),
         loss: float = 0.0,
+        rto_s: float = RTO_S,
         extra_cores: CoreFactory | None = None,
         record_events: bool = True,
         meta: Callable[[NodeId], bytes] | None = None,
@@ -178,7 +202,7 @@ class Simulation:
         self.events: dict[NodeId, list[tuple[float, object]]] = {}
         """Each node's events in order, as (virtual time, event); empty if not recording."""
         self.record_events = record_events
-        self._default = Link(_check_loss(loss), _check_latency(latency_s))
+        self._default = Link(_check_loss(loss), _check_latency(latency_s), _check_rto(rto_s))
         self._links: dict[frozenset[NodeId], Link] = {}
         self._group: dict[NodeId, int] | None = None
         self._net_rng = random.Random(f"{seed}:net")
@@ -257,12 +281,15 @@ class Simulation:
         *,
         loss: float | None = None,
         latency: tuple[float, float] | None = None,
+        rto_s: float | None = None,
     ) -> None:
-        """Give the link a–b (both directions) its own loss and/or latency range."""
+        """Give the link a–b (both directions) its own loss, latency range and/or
+        retransmission timeout."""
         old = self._links.get(frozenset((a, b)), self._default)
         self._links[frozenset((a, b))] = Link(
             old.loss if loss is None else _check_loss(loss),
             old.latency if latency is None else _check_latency(latency),
+            old.rto_s if rto_s is None else _check_rto(rto_s),
         )
 
     def kill(self, node: NodeId) -> None:
@@ -381,23 +408,38 @@ class Simulation:
             "bytes_delivered": c.bytes_delivered,
             "timers": c.timers,
             "events": c.events,
+            "retransmits": c.retransmits,
             **{f"sent:{ch}": count for ch, count in sorted(c.sent_by_channel.items())},
             **{f"bytes_sent:{ch}": count for ch, count in sorted(c.bytes_by_channel.items())},
+            **{
+                f"reliable_sent:{ch}": count
+                for ch, count in sorted(c.reliable_sent_by_channel.items())
+            },
+            **{
+                f"reliable_bytes_sent:{ch}": count
+                for ch, count in sorted(c.reliable_bytes_by_channel.items())
+            },
         }
 
     def traffic(
         self, channel: str = MEMBERSHIP, *, since: Mapping[str, float] | None = None
     ) -> dict[str, float]:
         """What ``channel`` sent, in total and per node per virtual second: ``sent``,
-        ``bytes_sent``, ``msgs_per_node_s``, ``bytes_per_node_s``. ``since`` is an earlier
-        result, to measure only what came after it."""
+        ``bytes_sent``, ``msgs_per_node_s``, ``bytes_per_node_s`` (both channels), and of
+        those the reliable part: ``reliable_sent``, ``reliable_bytes_sent``,
+        ``reliable_bytes_per_node_s``. ``since`` is an earlier result, to measure only what
+        came after it."""
         c = self.counters
         sent = float(c.sent_by_channel[channel])
         sent_bytes = float(c.bytes_by_channel[channel])
+        reliable = float(c.reliable_sent_by_channel[channel])
+        reliable_bytes = float(c.reliable_bytes_by_channel[channel])
         start = 0.0
         if since is not None:
             sent -= since["sent"]
             sent_bytes -= since["bytes_sent"]
+            reliable -= since.get("reliable_sent", 0.0)
+            reliable_bytes -= since.get("reliable_bytes_sent", 0.0)
             start = since["at"]
         per = len(self.nodes) * (self.now - start) or 1.0
         return {
@@ -406,6 +448,9 @@ class Simulation:
             "bytes_sent": sent_bytes,
             "msgs_per_node_s": sent / per,
             "bytes_per_node_s": sent_bytes / per,
+            "reliable_sent": reliable,
+            "reliable_bytes_sent": reliable_bytes,
+            "reliable_bytes_per_node_s": reliable_bytes / per,
         }
 
     # -- internals -----------------------------------------------------------------------
@@ -465,26 +510,10 @@ class Simulation:
         now = self.now
         c = self.counters
         for channel, core in node.cores.items():
-            out = core.messages_to_send(now=now)
-            if out:
-                c.sent_by_channel[channel] += len(out)
-                c.bytes_by_channel[channel] += sum(len(data) for _, data in out)
-            for to, data in out:
-                c.sent += 1
-                c.bytes_sent += len(data)
-                if to not in self.nodes:
-                    c.dropped_dead += 1
-                    continue
-                link = self._link(node.id, to)
-                if link.loss and self._net_rng.random() < link.loss:
-                    c.dropped_loss += 1
-                    continue
-                if self._cut(node.id, to):  # checked again on delivery
-                    c.dropped_partition += 1
-                    continue
-                low, high = link.latency
-                at = now + (low if high <= low else self._net_rng.uniform(low, high))
-                self._push(at, _DELIVER, (to, node.id, channel), data)
+            self._send(node.id, channel, core.messages_to_send(now=now), reliable=False)
+            drain = getattr(core, "reliable_messages_to_send", None)
+            if drain is not None:
+                self._send(node.id, channel, drain(now=now), reliable=True)
             while (event := core.next_event()) is not None:
                 c.events += 1
                 self.event_counts[type(event).__name__] += 1
@@ -499,6 +528,43 @@ class Simulation:
                 node.timer_gen[channel] = gen
                 if deadline is not None:
                     self._push(max(deadline, now), _TIMER, (node.id, node.id, channel), gen)
+
+    def _send(
+        self, src: NodeId, channel: str, out: list[tuple[NodeId, bytes]], *, reliable: bool
+    ) -> None:
+        """Put ``out`` on the wire from ``src``'s core ``channel``, deciding each fate now."""
+        if not out:
+            return
+        c = self.counters
+        now = self.now
+        rng = self._net_rng
+        size = sum(len(data) for _, data in out)
+        c.sent_by_channel[channel] += len(out)
+        c.bytes_by_channel[channel] += size
+        if reliable:
+            c.reliable_sent_by_channel[channel] += len(out)
+            c.reliable_bytes_by_channel[channel] += size
+        for to, data in out:
+            c.sent += 1
+            c.bytes_sent += len(data)
+            if to not in self.nodes:
+                c.dropped_dead += 1
+                continue
+            link = self._link(src, to)
+            delay = 0.0
+            if reliable and link.loss < 1.0:
+                while link.loss and rng.random() < link.loss:  # retransmitted until it gets there
+                    c.retransmits += 1
+                    delay += link.rto_s
+            elif link.loss and rng.random() < link.loss:
+                c.dropped_loss += 1
+                continue
+            if self._cut(src, to):  # checked again on delivery
+                c.dropped_partition += 1
+                continue
+            low, high = link.latency
+            at = now + delay + (low if high <= low else rng.uniform(low, high))
+            self._push(at, _DELIVER, (to, src, channel), data)
 
     def _track(self, node: SimNode, event: object) -> None:
         state = _EVENT_STATE.get(type(event))
@@ -521,6 +587,14 @@ def _check_loss(loss: float) -> float:
     if not 0.0 <= loss <= 1.0:
         raise ValueError(f"loss: expected a probability 0..1, got {loss!r}")
     return float(loss)
+
+
+def _check_rto(rto_s: float) -> float:
+    if not 0.0 <= rto_s < float("inf"):
+        raise ValueError(
+            f"rto_s: expected a retransmission timeout of 0 or more seconds, got {rto_s!r}"
+        )
+    return float(rto_s)
 
 
 def _check_latency(latency: tuple[float, float]) -> tuple[float, float]:

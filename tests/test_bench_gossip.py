@@ -29,6 +29,8 @@ def test_quick_bench_prints_every_figure_and_leaves_the_lab_slots_empty() -> Non
         "sim_50_seconds_all",
         "sim_false_suspicions_10pct_loss",
         "sim_false_deaths_10pct_loss",
+        "sim_distinct_false_suspicions_10pct_loss",
+        "sim_reliable_bytes_per_node_s_10pct_loss",
         "idle_bytes_per_s_100_objects",
         "idle_bytes_per_s_10k_objects",
         "catchup_bytes_ratio",

@@ -1,8 +1,11 @@
-"""SWIM membership core: joins, failure detection, refutation, indirect probes, leave, limits.
+"""SWIM membership core: joins, failure detection, refutation, indirect probes, the reliable
+fallback ping, leave, limits.
 
 Every test drives real `Membership` cores through `Net`, a tiny in-process network with a
 hand-stepped clock (zero latency, deterministic order) that can drop a node's traffic, a
-node's incoming traffic only, or one link.
+node's incoming traffic only, or one link; or only the datagrams of one link, while its
+reliable channel (`Membership.reliable_messages_to_send`) still delivers, after an optional
+delay.
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ class Net:
         self.down: set[NodeId] = set()  # drops everything to and from these
         self.deaf: set[NodeId] = set()  # drops everything to these
         self.cut: set[frozenset[NodeId]] = set()  # drops both ways on these links
+        self.lossy: set[frozenset[NodeId]] = set()  # drops datagrams only on these links
+        self.reliable_delay = 0.0  # seconds a reliable message takes
+        self._in_flight: list[tuple[float, NodeId, NodeId, bytes]] = []  # reliable, by due time
         self.max_size = 0
         self.sent = 0
+        self.reliable_sent = 0
 
     def start(self, seed: str, *, others: Iterable[str] | None = None) -> None:
         self.nodes[NodeId(seed)].join([], now=self.now)
@@ -93,9 +100,20 @@ class Net:
                     busy = True
                     self.sent += 1
                     self.max_size = max(self.max_size, len(data))
-                    if to in self.nodes and not self.dropped(name, to):
+                    lost = frozenset((name, to)) in self.lossy
+                    if to in self.nodes and not self.dropped(name, to) and not lost:
                         self.nodes[to].receive(data, name, now=self.now)
+                for to, data in node.reliable_messages_to_send(now=self.now):
+                    self.reliable_sent += 1
+                    self.max_size = max(self.max_size, len(data))
+                    self._in_flight.append((self.now + self.reliable_delay, name, to, data))
                 self.drain(name)
+            due = [m for m in self._in_flight if m[0] <= self.now + 1e-9]
+            self._in_flight = [m for m in self._in_flight if m[0] > self.now + 1e-9]
+            for _, name, to, data in due:
+                busy = True
+                if to in self.nodes and not self.dropped(name, to):
+                    self.nodes[to].receive(data, name, now=self.now)
 
     def drain(self, name: NodeId) -> None:
         while (event := self.nodes[name].next_event()) is not None:
@@ -181,7 +199,12 @@ def test_silent_node_is_suspected_then_declared_dead_within_the_documented_bound
     survivors = names(4)
     # Each survivor probes n4 within 2(n−1)−1 periods (round-robin over shuffled rounds),
     # then its suspicion expires within the maximum suspicion timeout.
-    bound = (2 * (n - 1) - 1) * net.config.probe_interval_s + suspicion_max_s(net.config, n)
+    # The last probe's reliable fallback holds its suspicion back by up to probe_timeout_s.
+    bound = (
+        (2 * (n - 1) - 1) * net.config.probe_interval_s
+        + net.config.probe_timeout_s
+        + suspicion_max_s(net.config, n)
+    )
     net.run_until(lambda: net.all_see("n4", MemberState.DEAD, among=survivors), bound + 1)
     assert net.all_see("n4", MemberState.DEAD, among=survivors)
     assert net.now - failed_at <= bound
@@ -243,6 +266,80 @@ def test_without_helpers_a_cut_link_leads_to_suspicion() -> None:
     net.cut.add(frozenset((NodeId("n0"), NodeId("n2"))))
     net.run(10.0)
     assert net.events(MemberSuspected)
+
+
+# -- the reliable fallback ping ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_a_link_losing_every_datagram_is_bridged_by_the_reliable_fallback(fallback: bool) -> None:
+    # Two nodes: no helpers, so only the reliable ping can answer for the lost datagrams.
+    net = Net(names(2), config=MembershipConfig(reliable_fallback=fallback))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    net.lossy.add(frozenset((NodeId("n0"), NodeId("n1"))))
+    net.run(20.0)
+    if fallback:
+        assert not net.events(MemberSuspected)
+        assert everyone_sees_everyone(net)
+        assert net.reliable_sent > 0 and net.reliable_sent % 2 == 0, "pings and their acks"
+    else:
+        assert net.events(MemberSuspected)
+        assert net.reliable_sent == 0
+
+
+def test_probes_acked_only_over_the_reliable_channel_still_raise_local_health() -> None:
+    # Lifeguard's evidence is about the datagram paths: no helper nacked, so each such probe
+    # counts as failed there, though the target is not suspected.
+    net = Net(names(3))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    net.lossy.add(frozenset((NodeId("n0"), NodeId("n1"))))
+    net.lossy.add(frozenset((NodeId("n0"), NodeId("n2"))))
+    net.run(10.0)
+    assert net.nodes[NodeId("n0")].local_health > 0
+    assert not net.events(MemberSuspected)
+
+
+@pytest.mark.parametrize(("one_way_s", "suspected"), [(0.4, False), (0.6, True)])
+def test_suspicion_waits_for_the_reliable_ack_up_to_one_period_after_the_fallback_ping(
+    one_way_s: float, suspected: bool
+) -> None:
+    # The fallback ping leaves at probe_timeout_s (0.5 s) into the period and is given one
+    # period (1 s): a 0.8 s round trip answers after the probe's period ended but in time; a
+    # 1.2 s one does not.
+    net = Net(names(2))
+    net.start("n0")
+    net.run_until(lambda: everyone_sees_everyone(net), 5.0)
+    net.lossy.add(frozenset((NodeId("n0"), NodeId("n1"))))
+    net.reliable_delay = one_way_s
+    net.run(10.0)
+    assert bool(net.events(MemberSuspected)) is suspected
+
+
+def test_reliable_ping_is_acked_over_the_reliable_channel_with_its_sequence_number() -> None:
+    node = fresh_node()
+    node.messages_to_send(now=0.0)
+    node.receive(encode(Message(Kind.RELIABLE_PING, 42, NodeId("a"))), NodeId("b"), now=0.1)
+    assert node.messages_to_send(now=0.1) == []
+    [(to, data)] = node.reliable_messages_to_send(now=0.1)
+    reply = decode(data, max_bytes=1200)
+    assert to == "b" and isinstance(reply, Message)
+    assert (reply.kind, reply.seq) == (Kind.ACK, 42)
+    node.leave(now=0.2)  # a node that left still answers, the same way
+    node.messages_to_send(now=0.2)
+    node.receive(encode(Message(Kind.RELIABLE_PING, 43, NodeId("a"))), NodeId("b"), now=0.3)
+    [(_, data)] = node.reliable_messages_to_send(now=0.3)
+    reply = decode(data, max_bytes=1200)
+    assert isinstance(reply, Message) and (reply.kind, reply.seq) == (Kind.ACK, 43)
+
+
+def test_reliable_ping_without_a_target_is_rejected() -> None:
+    node = fresh_node()
+    node.receive(cbor2.dumps([2, int(Kind.RELIABLE_PING), 5, None, []]), NodeId("b"), now=0.1)
+    event = node.next_event()
+    assert isinstance(event, MessageRejected) and event.reason == "reliable-ping without a target"
+    assert node.reliable_messages_to_send(now=0.1) == []
 
 
 # -- leaving and coming back ---------------------------------------------------------------
@@ -402,6 +499,7 @@ VALID = [
         )
     ),
     encode(Message(Kind.JOIN, updates=(Update(MemberState.ALIVE, NodeId("b"), 0),))),
+    encode(Message(Kind.RELIABLE_PING, 11, NodeId("a"))),
 ]
 
 
@@ -494,6 +592,7 @@ def test_same_seed_gives_identical_event_sequences() -> None:
         ("retransmit_mult", True),
         ("max_local_health", 65),
         ("max_message_bytes", 100),
+        ("reliable_fallback", 1),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field: str, value: object) -> None:
