@@ -213,11 +213,36 @@ def run(argv: Sequence[str]) -> int | None:
         return exc.exit
 
 
+TARGETS = ("--node", "--lab")
+"""Options that name which daemon a verb talks to; they may also come before the verb."""
+
+
+def hoist_targets(args: Sequence[str]) -> list[str]:
+    """`args` with --node/--lab given before the verb moved after it, where every verb reads
+    them: ``--node n2 get pods`` is ``get pods --node n2``."""
+    lead: list[str] = []
+    rest = list(args)
+    while rest:
+        key = rest[0].partition("=")[0]
+        if key not in TARGETS:
+            break
+        if "=" in rest[0]:
+            lead.append(rest.pop(0))
+        elif len(rest) >= 2:
+            lead += [rest.pop(0), rest.pop(0)]
+        else:
+            break  # `edgenode --node`: the full CLI explains what is missing
+    if not lead or not rest:
+        return [*lead, *rest]
+    return [*rest, *lead]
+
+
 def main() -> None:
     """The `edgenode` command: a plain get or apply here, everything else in `edgenode.cli`."""
-    code = run(sys.argv[1:])
+    args = hoist_targets(sys.argv[1:])
+    code = run(args)
     if code is not None:
         sys.exit(code)
     from edgenode.cli import cli  # noqa: PLC0415 - click, only when needed
 
-    cli()
+    cli(args=args)

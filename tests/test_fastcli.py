@@ -48,3 +48,18 @@ def test_the_fast_path_does_not_import_click() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["69", "False"]
     assert "cannot reach the edgenode daemon" in out.stderr
+
+
+def test_node_and_lab_before_the_verb_move_after_it() -> None:
+    from edgenode.fastcli import hoist_targets
+
+    assert hoist_targets(["--node", "n2", "get", "pods"]) == ["get", "pods", "--node", "n2"]
+    assert hoist_targets(["--lab=x", "--node", "n1", "nodes"]) == [
+        "nodes",
+        "--lab=x",
+        "--node",
+        "n1",
+    ]
+    assert hoist_targets(["get", "pods", "--node", "n2"]) == ["get", "pods", "--node", "n2"]
+    assert hoist_targets(["--node"]) == ["--node"]
+    assert hoist_targets(["--node", "n2"]) == ["--node", "n2"]
