@@ -1,0 +1,35 @@
+"""Smoke test of `bench/placement.py`: a quick run prints every figure as JSON.
+
+No timing is asserted (the numbers of a `--quick` run mean nothing); the spread is, loosely.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "placement.py"
+
+
+def test_quick_bench_prints_every_figure_as_positive_json() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for name in (
+        "place_100_nodes_1k_pods_ms",
+        "place_10_nodes_100_pods_ms",
+        "place_100_nodes_1k_pods_steady_ms",
+        "sort_1k_pods_ms",
+        "max_pods_per_node_ratio",
+    ):
+        assert isinstance(report[name], int | float) and report[name] > 0, name
+    assert 1.0 <= report["max_pods_per_node_ratio"] <= 3.0
+    assert report["quick"] is True and report["sizes"]["placed"] > 0
