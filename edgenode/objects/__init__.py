@@ -15,22 +15,50 @@ Containers, ports, env and versions are maps keyed by name, so every field has a
   `pod_relaxations` and `container_relaxations` split them by where they apply.
 - `pod_spec_problems(spec)`: the cross-field problems of a pod spec that did not come through
   `parse_document` (unacknowledged relaxations, unknown volumes, ...).
+- `node_loss_rule(spec)`: what happens to a pod when its node is lost (`spec.onNodeLoss` or
+  the defaults), `lostAfter` in seconds; `duration_seconds("1h30m")`: a duration as seconds.
+- `pod_name(deployment, version, index)`, `owner_ref(deployment)` and the labels
+  `DEPLOYMENT_LABEL`, `VERSION_LABEL`, `OWNER_ANNOTATION`: how a PinnedDeployment's pods are
+  named and marked (`edgenode._expand` builds them).
 
 Everything but `manifest` (which reads files) is pure: no I/O, no clocks.
 """
 
 from edgenode.objects._checks import pod_spec_problems
 from edgenode.objects._deployment import (
+    DEPLOYMENT_LABEL,
+    OWNER_ANNOTATION,
+    VERSION_LABEL,
     PinnedDeployment,
     PinnedDeploymentSpec,
     PodTemplate,
     Version,
+    owner_ref,
+    pod_name,
 )
-from edgenode.objects._errors import FieldProblem, ManifestError, ObjectError, QuantityError
+from edgenode.objects._duration import duration_seconds, format_duration
+from edgenode.objects._errors import (
+    DurationError,
+    FieldProblem,
+    ManifestError,
+    ObjectError,
+    QuantityError,
+)
 from edgenode.objects._fields import API_VERSION
 from edgenode.objects._kinds import KINDS, ObjectModel, to_document
 from edgenode.objects._meta import Metadata, TemplateMetadata
 from edgenode.objects._node import Node, NodePhase, NodeSpec, NodeStatus, SandboxFeature
+from edgenode.objects._nodeloss import (
+    DEFAULT_LOST_AFTER,
+    DEFAULT_ON_RETURN,
+    DEFAULT_POLICY,
+    MAX_LOST_AFTER_S,
+    NodeLossPolicy,
+    NodeLossRule,
+    OnNodeLoss,
+    OnReturn,
+    node_loss_rule,
+)
 from edgenode.objects._parse import Manifest, check_document, duplicate_problems, parse_document
 from edgenode.objects._pod import (
     Capabilities,
@@ -67,23 +95,35 @@ from edgenode.objects.manifest import load_manifests
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_LOST_AFTER",
+    "DEFAULT_ON_RETURN",
+    "DEFAULT_POLICY",
+    "DEPLOYMENT_LABEL",
     "KINDS",
+    "MAX_LOST_AFTER_S",
+    "OWNER_ANNOTATION",
     "POD_WIDE",
+    "VERSION_LABEL",
     "Capabilities",
     "Container",
     "ContainerState",
     "ContainerStatus",
+    "DurationError",
     "FieldProblem",
     "HostPath",
     "Manifest",
     "ManifestError",
     "Metadata",
     "Node",
+    "NodeLossPolicy",
+    "NodeLossRule",
     "NodePhase",
     "NodeSpec",
     "NodeStatus",
     "ObjectError",
     "ObjectModel",
+    "OnNodeLoss",
+    "OnReturn",
     "PinnedDeployment",
     "PinnedDeploymentSpec",
     "Pod",
@@ -110,11 +150,16 @@ __all__ = [
     "container_relaxations",
     "cpu_millis",
     "duplicate_problems",
+    "duration_seconds",
+    "format_duration",
     "load_manifests",
     "load_manifests_text",
     "memory_bytes",
+    "node_loss_rule",
     "object_relaxations",
+    "owner_ref",
     "parse_document",
+    "pod_name",
     "pod_relaxations",
     "pod_spec_problems",
     "relaxations",

@@ -3,11 +3,19 @@
 Containers of one pod share its network, so no two of them (nor two ports of one container) may
 listen on the same port and protocol. Every relaxation of the sandbox a pod spec asks for must
 be acknowledged in its `acknowledge` list, and its security settings must agree with each other
-(`_security`). A PinnedDeployment's pod templates follow the same rules, at their own paths.
+(`_security`). A node-loss policy's settings must make sense together and with `node`
+(`_nodeloss`). A PinnedDeployment's pod templates follow the same rules, at their own paths;
+its pod names must be DNS labels and its templates may not set the labels its pods get.
 """
 
 from __future__ import annotations
 
+from edgenode.objects._deployment import (
+    RESERVED_TEMPLATE_LABELS,
+    PinnedDeployment,
+    pod_name,
+)
+from edgenode.objects._fields import DNS_LABEL_MAX
 from edgenode.objects._kinds import ObjectModel
 from edgenode.objects._pod import PodSpec
 from edgenode.objects._schema import Loc
@@ -83,14 +91,85 @@ def _workflow_points(spec: PodSpec, at: Loc) -> list[Issue]:
     return issues
 
 
+def _node_loss_issues(spec: PodSpec, at: Loc) -> list[Issue]:
+    rule = spec.on_node_loss
+    if rule is None:
+        return []
+    where = (*at, "onNodeLoss")
+    issues: list[Issue] = []
+    if rule.policy == "best-effort":
+        for key, value in (("lostAfter", rule.lost_after), ("onReturn", rule.on_return)):
+            if value is not None:
+                issues.append(
+                    Issue(
+                        (*where, key),
+                        f"no {key} with policy best-effort",
+                        repr(value),
+                        "A best-effort pod never moves, so no replacement is started and "
+                        f"{key} has no effect; remove {key}, or set policy: reschedule. "
+                        + nothing_applied(),
+                    )
+                )
+    elif spec.node is not None:
+        issues.append(
+            Issue(
+                (*where, "policy"),
+                f"'best-effort' for a pod pinned to node {spec.node} (spec.node)",
+                repr(rule.policy),
+                "A pinned pod cannot run on another node; write policy: best-effort, or remove "
+                "node to let placement choose. " + nothing_applied(),
+            )
+        )
+    return issues
+
+
 def pod_spec_issues(spec: PodSpec, at: Loc = ("spec",)) -> list[Issue]:
     """Problems of the pod spec at `at` that no single field shows."""
-    return _port_conflicts(spec, at) + security_issues(spec, at) + _workflow_points(spec, at)
+    return (
+        _port_conflicts(spec, at)
+        + security_issues(spec, at)
+        + _workflow_points(spec, at)
+        + _node_loss_issues(spec, at)
+    )
+
+
+def _deployment_issues(model: PinnedDeployment) -> list[Issue]:
+    issues: list[Issue] = []
+    name = model.metadata.name
+    for vname, version in model.spec.versions.items():
+        at: Loc = ("spec", "versions", vname)
+        last = pod_name(name, vname, max(version.replicas - 1, 0))
+        if len(last) > DNS_LABEL_MAX:
+            issues.append(
+                Issue(
+                    at,
+                    f"pod names <deployment>-<version>-<index> of at most {DNS_LABEL_MAX} "
+                    "characters",
+                    f"{last!r} ({len(last)} characters)",
+                    "Shorten the PinnedDeployment's name or this version's name. "
+                    + nothing_applied("fix the names"),
+                )
+            )
+        labels = version.template.metadata.labels
+        for key in sorted(RESERVED_TEMPLATE_LABELS & labels.keys()):
+            issues.append(
+                Issue(
+                    (*at, "template", "metadata", "labels", key),
+                    f"no label {key} (each pod gets it from its deployment)",
+                    repr(labels[key]),
+                    f"Remove {key}; edgenode sets it on every pod of the deployment. "
+                    + nothing_applied("remove the label"),
+                )
+            )
+    return issues
 
 
 def cross_field_issues(model: ObjectModel) -> list[Issue]:
     """Problems that no single field shows; empty when the object is consistent."""
-    return [issue for at, spec in pod_specs(model) for issue in pod_spec_issues(spec, at)]
+    issues = [issue for at, spec in pod_specs(model) for issue in pod_spec_issues(spec, at)]
+    if isinstance(model, PinnedDeployment):
+        issues.extend(_deployment_issues(model))
+    return issues
 
 
 def pod_spec_problems(spec: PodSpec, *, at: str = "spec") -> list[str]:

@@ -3,17 +3,40 @@
 Each version has its own pod template and replica count
 (`versions: {v1: {replicas: 8, template: ...}, v2: {replicas: 2, template: ...}}`). Nothing moves
 between versions unless someone edits the counts.
+
+Its pods (`edgenode._expand`) are named `<deployment>-<version>-<index>`, index 0 to replicas-1,
+carry the labels `edgenode.io/deployment` and `edgenode.io/version` on top of the template's
+own, and the annotation `edgenode.io/owner: pinneddeployment/<deployment>`. A template may not
+set those two labels itself, and every pod name must be a DNS label (`_checks`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import AfterValidator, Field
 
 from edgenode.objects._fields import API_VERSION, DnsLabel, StrictModel, sorted_by_key
 from edgenode.objects._meta import Metadata, TemplateMetadata
 from edgenode.objects._pod import PodSpec
+
+DEPLOYMENT_LABEL: Final = "edgenode.io/deployment"
+"""Label of each pod of a PinnedDeployment: the deployment's name."""
+VERSION_LABEL: Final = "edgenode.io/version"
+"""Label of each pod of a PinnedDeployment: the name of its version."""
+OWNER_ANNOTATION: Final = "edgenode.io/owner"
+"""Annotation of each pod of a PinnedDeployment: `pinneddeployment/<name>`."""
+RESERVED_TEMPLATE_LABELS: Final = frozenset({DEPLOYMENT_LABEL, VERSION_LABEL})
+
+
+def pod_name(deployment: str, version: str, index: int) -> str:
+    """The name of replica `index` (0-based) of `version` of PinnedDeployment `deployment`."""
+    return f"{deployment}-{version}-{index}"
+
+
+def owner_ref(deployment: str) -> str:
+    """The `edgenode.io/owner` annotation of the pods of PinnedDeployment `deployment`."""
+    return f"pinneddeployment/{deployment}"
 
 
 class PodTemplate(StrictModel):

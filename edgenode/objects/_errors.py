@@ -22,6 +22,10 @@ class QuantityError(ObjectError, ValueError):
     """A CPU or memory quantity could not be read. The message says why and what to write."""
 
 
+class DurationError(ObjectError, ValueError):
+    """A duration (`30s`, `1h30m`) could not be read. The message says why and what to write."""
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """One problem with one field of one manifest document.

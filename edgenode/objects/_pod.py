@@ -34,6 +34,7 @@ from edgenode.objects._fields import (
     sorted_unique,
 )
 from edgenode.objects._meta import Metadata
+from edgenode.objects._nodeloss import OnNodeLoss
 
 RestartPolicy = Literal["always", "on-failure", "never"]
 Protocol = Literal["tcp", "udp"]
@@ -221,6 +222,8 @@ class PodSpec(StrictModel):
     """The relaxations of the sandbox this spec asks for, each by name (`run-as-root`)."""
     workflow: PodWorkflow | None = None
     """Its own steps in its lifecycle workflows (docs/workflows.md)."""
+    on_node_loss: OnNodeLoss | None = Field(default=None, alias="onNodeLoss")
+    """What happens when its node is lost (`_nodeloss`); None: the defaults (docs/objects.md)."""
 
 
 class ContainerStatus(StrictModel):
