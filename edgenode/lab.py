@@ -367,6 +367,15 @@ class Lab:
         self._reap(node)
         return pid if _alive(pid, self.socket(node)) else None
 
+    def _exited(self, node: str) -> bool:
+        """Whether node's daemon has ended. For a daemon this process started, its exit status
+        says so: until the child has exec'd, /proc shows this process's command line, which
+        `pid` would take for a daemon that is gone."""
+        proc = self._children.get(node)
+        if proc is not None:
+            return proc.poll() is not None
+        return self.pid(node) is None
+
     def _reap(self, node: str) -> None:
         proc = self._children.get(node)
         if proc is not None and proc.poll() is not None:
@@ -390,7 +399,7 @@ class Lab:
                     pending.remove(node)
                     took = time.monotonic() - started
                     self.progress(f"{node}: daemon pid {self.pid(node)} answering ({took:.1f} s)")
-                elif self.pid(node) is None:
+                elif self._exited(node):
                     raise LabError(self._did_not_come_up(node, "its daemon exited"))
             if pending and time.monotonic() - started > timeout:
                 raise LabError(
