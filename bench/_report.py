@@ -8,6 +8,7 @@ JSON object carries; a benchmark adds its own (library and runtime versions).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -122,3 +123,32 @@ def print_table(
     console.print(table)
     for line in footer_lines:
         console.print(line, highlight=False)
+
+
+def emit(
+    report: Report,
+    *,
+    title: str,
+    elapsed: float,
+    quick: bool,
+    as_json: bool,
+    notes: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A simulation-style benchmark's output: one JSON object (the figures, `extra`, the
+    machine, sizes, whether quick, seconds), or the table with `notes`, the machine and sizes
+    in its footer."""
+    facts = machine()
+    if as_json:
+        out: dict[str, Any] = dict(report.values)
+        out.update(extra or {})
+        out.update(machine=facts, sizes=report.sizes, quick=quick, seconds=elapsed)
+        print(json.dumps(out))
+        return
+    sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
+    footer = [
+        *notes,
+        f"machine: {describe_machine(facts)}",
+        f"sizes: {sizes}; took {elapsed:.1f} s",
+    ]
+    print_table(title + (" (--quick)" if quick else ""), report, footer, judged=not quick)

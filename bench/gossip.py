@@ -32,21 +32,19 @@ simulator's live nodes.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path as FsPath
-from typing import Any
 
 _HERE = FsPath(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").resolve() != _HERE]
 
 from rich.console import Console  # noqa: E402
 
-from bench._report import Report, describe_machine, machine, print_table  # noqa: E402
+from bench._report import Report, emit  # noqa: E402
 from gossip._dissemination import Dissemination, DisseminationConfig  # noqa: E402
 from gossip._membership import Membership, MemberState  # noqa: E402
 from gossip._membership_wire import NodeId  # noqa: E402
@@ -285,26 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Console(stderr=True).status("simulating…"):
             report = run(quick=args.quick, nodes=nodes, seed=args.seed, lab=not args.no_lab)
     elapsed = time.perf_counter() - t0
-    facts = machine()
-    if args.json:
-        out: dict[str, Any] = dict(report.values)
-        for name in PENDING:
-            out.setdefault(name, None)
-        out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
-        print(json.dumps(out))
-    else:
-        sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
-        footer = [
-            *(
-                [f"{', '.join(PENDING)}: not measured (--no-lab)"]
-                if args.no_lab
-                else [f"{', '.join(PENDING)}: a real lab of 5 nodes on this machine"]
-            ),
-            f"machine: {describe_machine(facts)}",
-            f"sizes: {sizes}; took {elapsed:.1f} s",
-        ]
-        title = "edgenode dissemination simulation" + (" (--quick)" if args.quick else "")
-        print_table(title, report, footer, judged=not args.quick)
+    where = "not measured (--no-lab)" if args.no_lab else "a real lab of 5 nodes on this machine"
+    emit(
+        report,
+        title="edgenode dissemination simulation",
+        elapsed=elapsed,
+        quick=args.quick,
+        as_json=args.json,
+        notes=[f"{', '.join(PENDING)}: {where}"],
+        extra={name: report.values.get(name) for name in PENDING},
+    )
     return 0
 
 

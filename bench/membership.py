@@ -34,20 +34,18 @@ what the reliable fallback ping costs and saves.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path as FsPath
-from typing import Any
 
 _HERE = FsPath(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").resolve() != _HERE]
 
 from rich.console import Console  # noqa: E402
 
-from bench._report import Report, describe_machine, machine, print_table  # noqa: E402
+from bench._report import Report, emit  # noqa: E402
 from gossip._membership import (  # noqa: E402
     MemberDead,
     MembershipConfig,
@@ -195,16 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Console(stderr=True).status(f"simulating {nodes} nodes…"):
             report = go()
     elapsed = time.perf_counter() - t0
-    facts = machine()
-    if args.json:
-        out: dict[str, Any] = dict(report.values)
-        out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
-        print(json.dumps(out))
-    else:
-        sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
-        footer = [f"machine: {describe_machine(facts)}", f"sizes: {sizes}; took {elapsed:.1f} s"]
-        title = "edgenode membership simulation" + (" (--quick)" if args.quick else "")
-        print_table(title, report, footer, judged=not args.quick)
+    emit(
+        report,
+        title="edgenode membership simulation",
+        elapsed=elapsed,
+        quick=args.quick,
+        as_json=args.json,
+    )
     return 0
 
 

@@ -22,7 +22,6 @@ are computed again; a daemon calling `place` with an unchanged view skips that).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -30,14 +29,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path as FsPath
-from typing import Any
 
 _HERE = FsPath(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").resolve() != _HERE]
 
 from rich.console import Console  # noqa: E402
 
-from bench._report import Report, describe_machine, machine, print_table  # noqa: E402
+from bench._report import Report, emit  # noqa: E402
 from edgenode._placement import NodeView, PodWants, _points, _whole_ring, apply, place  # noqa: E402
 
 ZONES = ("a", "b", "c")
@@ -147,16 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Console(stderr=True).status("placing…"):
             report = run(quick=args.quick, seed=args.seed)
     elapsed = time.perf_counter() - t0
-    facts = machine()
-    if args.json:
-        out: dict[str, Any] = dict(report.values)
-        out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
-        print(json.dumps(out))
-    else:
-        sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
-        footer = [f"machine: {describe_machine(facts)}", f"sizes: {sizes}; took {elapsed:.1f} s"]
-        title = "edgenode placement" + (" (--quick)" if args.quick else "")
-        print_table(title, report, footer, judged=not args.quick)
+    emit(report, title="edgenode placement", elapsed=elapsed, quick=args.quick, as_json=args.json)
     return 0
 
 

@@ -194,20 +194,16 @@ class Log(Protocol):
 
     def version_vector(self) -> Mapping[str, int]:
         """{origin: highest seq held}; an origin's changes are held gaplessly from seq 1."""
-        ...
 
     def missing(self, peer: Mapping[str, int], *, max_bytes: int) -> tuple[list[bytes], bool]:
         """Envelopes ``peer`` lacks, whole per-origin runs in seq order, about ``max_bytes``
         (at least one if any); the bool says nothing more is missing."""
-        ...
 
     def apply(self, envelopes: Sequence[bytes], keys: Sequence[bytes]) -> ApplyResult:
         """Apply what fits; never raises for a peer's bad data (it is reported)."""
-        ...
 
     def keys_for(self, envelopes: Sequence[bytes]) -> list[bytes]:
         """Opaque key material a receiver needs to verify ``envelopes``."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
