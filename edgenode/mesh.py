@@ -30,7 +30,7 @@ import json
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -193,7 +193,7 @@ class Mesh:
         self.config = config
         self.me = NodeId(store.node_id)
         self.peers: dict[NodeId, PeerRecord] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._dialling: set[tuple[str, int]] = set()
         self._seed_of: dict[NodeId, str] = {}
         self._published: int = 0
@@ -274,7 +274,7 @@ class Mesh:
             seeds=self.config.seeds,
             on_sighting=self._on_sighting,
         )
-        self._tasks.append(asyncio.create_task(self._watch_local(), name="mesh-publish"))
+        self._spawn(self._watch_local(), "mesh-publish")
         await self.discovery.start()
         self.started = True
         log.info("mesh_started", node=self.me, cluster=self.cluster.id, port=port)
@@ -286,9 +286,10 @@ class Mesh:
         with contextlib.suppress(Exception):
             self._m.feed(lambda now: self.membership.leave(now=now))
             await asyncio.sleep(0.05)  # let the goodbye leave before the connections close
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._m.close()
         self._d.close()
         await self.discovery.close()
@@ -343,7 +344,7 @@ class Mesh:
         if target in self._dialling:
             return
         self._dialling.add(target)
-        self._tasks.append(asyncio.create_task(self._dial(sighting), name="mesh-dial"))
+        self._spawn(self._dial(sighting), "mesh-dial")
 
     async def _dial(self, sighting: Any) -> None:
         from gossip.transport import TransportError  # noqa: PLC0415
@@ -417,9 +418,7 @@ class Mesh:
         if isinstance(message, _ask.Rejected):
             log.info("ask_rejected", peer=sender, reason=message.reason)
         elif isinstance(message, _ask.Request):
-            task = asyncio.create_task(self._answer(sender, message), name="mesh-answer")
-            self._tasks.append(task)
-            task.add_done_callback(self._forget)
+            self._spawn(self._answer(sender, message), "mesh-answer")
         else:
             future = self._asks.get(message.id)
             if future is None or future.done():
@@ -430,9 +429,12 @@ class Mesh:
                 text, code = message.result
                 future.set_exception(ApiError(f"{sender}: {text}", code))
 
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(task)
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` as a task the mesh cancels on close; a finished one is dropped at once
+        (dials and answers come and go for as long as the node runs)."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, sender: NodeId, request: _ask.Request) -> None:
         from edgenode._protocol import EXIT_FAILED, EXIT_INVALID, ApiError  # noqa: PLC0415
