@@ -25,13 +25,17 @@ Each pod, in name order, lands in one case (checked in this order):
 4. its node is dead or left, or gone from the view (lost since the assignment was made):
    ``best-effort`` waits for it (``waiting``, reason ``best-effort``); ``reschedule`` waits
    ``lostAfter`` from the loss (``waiting``, reason ``lost-node``, `Plan.next_wake`), then needs
-   another node (``move``, cause ``node-lost``, or ``waiting`` with reason ``no-fit``).
+   another node (``move``, cause ``node-lost``, or ``waiting`` with reason ``no-fit``). With
+   ``majority=True`` it moves only while the view holds a majority of its nodes alive
+   (`holds_majority`); else it waits (reason ``no-majority``): the minority side of a
+   partition, or a node restarted with no network, keeps its own pods and takes no others.
 5. otherwise (alive, or suspect: suspect is not dead) it stays (``keep``).
 
 Resource fit: each node's load starts as the declared cpu and memory of every pod assigned to
 it; pods that leave are subtracted first; then returning pods, then pods needing a node (both
 in name order) are added as they are placed. A pod is placed only on an alive node that
-matches its pin and selector and has room; a node without a declared capacity has no limit.
+matches its pin and selector, is not cordoned (`NodeView.schedulable`) and has room; a node
+without a declared capacity has no limit.
 Kept pods are never evicted, even when a node's capacity shrank below its load.
 
 Choice: each pod prefers nodes by a score of the pair (pod name, node name): the clockwise
@@ -54,7 +58,7 @@ NodeState = Literal["alive", "suspect", "dead", "left"]
 NodeLossPolicy = Literal["reschedule", "best-effort"]
 OnReturn = Literal["keep-replacement", "keep-original"]
 MoveCause = Literal["node-lost", "mismatch", "original-returned"]
-WaitReason = Literal["no-fit", "lost-node", "best-effort"]
+WaitReason = Literal["no-fit", "lost-node", "best-effort", "no-majority"]
 WriteKind = Literal["assign", "move", "unassign", "settle"]
 
 LOST_AFTER_S = 30.0
@@ -123,6 +127,8 @@ class NodeView:
     """Capacity in millicores (>= 0); None: not declared, no limit."""
     memory: int | None = None
     """Capacity in bytes (>= 0); None: not declared, no limit."""
+    schedulable: bool = True
+    """False: cordoned (``spec.unschedulable``): it keeps the pods it has and takes no other."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +255,18 @@ def pair_score(pod: str, node: str) -> int:
     return min((p - start) % _RING for p in _points(node))
 
 
-def place(pods: Iterable[PodWants], nodes: Iterable[NodeView], *, now: float) -> Plan:
+def place(
+    pods: Iterable[PodWants],
+    nodes: Iterable[NodeView],
+    *,
+    now: float,
+    majority: bool = False,
+) -> Plan:
     """The placement decisions for `pods` given the membership view `nodes`, at `now`.
+
+    `majority`: pods leave a lost node only while the view holds a majority of its nodes
+    alive (`holds_majority`); otherwise they wait, reason ``no-majority``. Off, any view
+    replaces the pods of the nodes it has lost, however few nodes it sees.
 
     Raises `PlacementError` (and decides nothing) on duplicate names or negative sizes."""
     by_pod = _by_name(pods, "pod")
@@ -261,16 +277,32 @@ def place(pods: Iterable[PodWants], nodes: Iterable[NodeView], *, now: float) ->
                 f"pod {p.name}: cpu, memory and lost_after must be >= 0, got cpu={p.cpu}, "
                 f"memory={p.memory}, lost_after={p.lost_after}; nothing was decided"
             )
-    return _Placer(view, now).run([by_pod[n] for n in sorted(by_pod)])
+    takeover = not majority or holds_majority(view.values())
+    return _Placer(view, now, takeover=takeover).run([by_pod[n] for n in sorted(by_pod)])
+
+
+def holds_majority(nodes: Iterable[NodeView]) -> bool:
+    """Whether a view holds a majority of its nodes alive.
+
+    Counted over the nodes that have not left (a node that left on purpose does not count).
+    Exactly half is a majority when the alive half holds the first of those nodes by name, so
+    of two sides of an even split exactly one may replace the other's pods (a two-node
+    cluster where the second node is lost, say). An empty view holds none."""
+    counted = sorted((n.name, n.state) for n in nodes if n.state != "left")
+    alive = sum(1 for _, state in counted if state == "alive")
+    if 2 * alive != len(counted):
+        return 2 * alive > len(counted)
+    return alive > 0 and counted[0][1] == "alive"
 
 
 class _Placer:
     """One `place` call: the loads, the rings and the buckets as they fill."""
 
-    def __init__(self, view: dict[str, NodeView], now: float) -> None:
+    def __init__(self, view: dict[str, NodeView], now: float, *, takeover: bool) -> None:
         self.view = view
         self.names = tuple(sorted(view))
         self.now = now
+        self.takeover = takeover
         self.load: dict[str, list[int]] = {n: [0, 0] for n in view}
         self.rings: dict[tuple[tuple[str, str], ...], _Ring] = {}
         self.keep: list[str] = []
@@ -341,7 +373,11 @@ class _Placer:
         if consider_return and a.previous is not None and a.previous != a.node:
             original = self.view.get(a.previous)
             if original is not None and original.state == "alive":
-                if p.on_return == "keep-original" and _mismatch(p, original) is None:
+                if (
+                    p.on_return == "keep-original"
+                    and original.schedulable
+                    and _mismatch(p, original) is None
+                ):
                     returns.append(p)
                     return
                 if node is not None and node.state in _HOLDS:
@@ -369,6 +405,17 @@ class _Placer:
             if self.now < deadline:
                 message = f"its node {a.node} is {lost}; moves at {deadline:g} (lostAfter)"
                 self.waiting.append(Waiting(p.name, "lost-node", a.node, deadline, message))
+                return
+            if not self.takeover:
+                alive = sum(1 for n in self.view.values() if n.state == "alive")
+                counted = sum(1 for n in self.view.values() if n.state != "left")
+                message = (
+                    f"its node {a.node} is {lost}, but this view has only {alive} of "
+                    f"{counted} nodes alive, no majority: the pods of lost nodes move only "
+                    "where a majority is alive (the other side of a partition may still run "
+                    "this one)"
+                )
+                self.waiting.append(Waiting(p.name, "no-majority", a.node, None, message))
                 return
             self._add(a.node, p, -1)
             needs.append((p, "node-lost"))
@@ -423,13 +470,13 @@ class _Placer:
     def _choose(self, p: PodWants) -> str | None:
         if p.pinned is not None:
             node = self.view.get(p.pinned)
-            ok = node is not None and node.state == "alive" and _mismatch(p, node) is None
+            ok = node is not None and _takes_pods(node) and _mismatch(p, node) is None
             return p.pinned if ok and node is not None and self._fits(p, node) else None
         key = tuple(sorted(p.selector.items()))
         ring = self.rings.get(key)
         if ring is None:
             members = {
-                n.name for n in self.view.values() if n.state == "alive" and _mismatch(p, n) is None
+                n.name for n in self.view.values() if _takes_pods(n) and _mismatch(p, n) is None
             }
             ring = self.rings[key] = _Ring(members, self.names)
         if not ring.size or p.cpu > ring.cpu_bound or p.memory > ring.memory_bound:
@@ -472,6 +519,8 @@ class _Placer:
     def _why_not(self, p: PodWants, node: NodeView) -> str:
         if node.state != "alive":
             return f"{node.state} since {node.since:g} (only alive nodes take pods)"
+        if not node.schedulable:
+            return "cordoned (spec.unschedulable): it keeps its pods and takes no other"
         mismatch = _mismatch(p, node)
         if mismatch is not None:
             return mismatch
@@ -511,6 +560,10 @@ def _whole_ring(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...
     ranked = sorted(point << bits | i for i, name in enumerate(names) for point in _points(name))
     low = (1 << bits) - 1
     return tuple(r >> bits for r in ranked), tuple(names[r & low] for r in ranked)
+
+
+def _takes_pods(node: NodeView) -> bool:
+    return node.state == "alive" and node.schedulable
 
 
 def _mismatch(p: PodWants, node: NodeView) -> str | None:

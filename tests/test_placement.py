@@ -25,6 +25,7 @@ from edgenode._placement import (
     Settle,
     Unassign,
     apply,
+    holds_majority,
     my_actions,
     pair_score,
     place,
@@ -356,6 +357,68 @@ def test_empty_view_leaves_every_pod_waiting() -> None:
     assert wait.message == "the membership view holds no node" and wait.nodes == {}
 
 
+# -- a majority for taking over, cordoned nodes ---------------------------------------------
+
+
+def five(alive: int) -> list[NodeView]:
+    return [node(f"n{i}", "alive" if i <= alive else "dead") for i in range(1, 6)]
+
+
+def test_with_majority_a_view_seeing_most_nodes_alive_replaces_lost_pods() -> None:
+    pod = PodWants("web", lost_after=0.0, assignment=on("n5"))
+    [move] = place([pod], five(alive=3), now=10.0, majority=True).move
+    assert move.cause == "node-lost" and move.target in {"n1", "n2", "n3"}
+
+
+def test_with_majority_a_minority_view_keeps_its_own_pods_and_takes_none() -> None:
+    # n1 and n2 see n3..n5 dead: the other side of a partition, or their own isolation.
+    theirs = PodWants("web", lost_after=0.0, assignment=on("n4"))
+    mine = PodWants("db", lost_after=0.0, assignment=on("n1"))
+    plan = place([theirs, mine], five(alive=2), now=100.0, majority=True)
+    assert plan.move == () and plan.keep == ("db",)
+    [wait] = plan.waiting
+    assert (wait.pod, wait.reason, wait.node, wait.until) == ("web", "no-majority", "n4", None)
+    assert "only 2 of 5 nodes alive" in wait.message
+    # Without the rule the same view would take it.
+    assert [m.pod for m in place([theirs, mine], five(alive=2), now=100.0).move] == ["web"]
+
+
+def test_with_majority_new_pods_are_still_placed_on_a_minority_side() -> None:
+    plan = place([PodWants("new")], five(alive=1), now=0.0, majority=True)
+    assert [(a.pod, a.node) for a in plan.assign] == [("new", "n1")]
+
+
+def test_an_even_split_gives_the_majority_to_the_side_holding_the_first_node() -> None:
+    first = [node("a"), node("b"), node("c", "dead"), node("d", "dead")]
+    second = [node("a", "dead"), node("b", "dead"), node("c"), node("d")]
+    assert holds_majority(first) and not holds_majority(second)
+    # Two nodes: the survivor takes over only if it is the first by name.
+    assert holds_majority([node("a"), node("b", "dead")])
+    assert not holds_majority([node("a", "dead"), node("b")])
+
+
+def test_nodes_that_left_do_not_count_for_a_majority() -> None:
+    gone = [node("a", "left"), node("b", "left"), node("c", "left"), node("d"), node("e")]
+    assert holds_majority(gone) and not holds_majority([node("a", "dead"), node("b", "suspect")])
+    assert not holds_majority([])
+
+
+def test_a_cordoned_node_keeps_its_pods_and_takes_no_new_one() -> None:
+    nodes = [node("n1", schedulable=False), node("n2")]
+    kept = PodWants("old", assignment=on("n1"))
+    plan = place([kept, *[PodWants(f"p{i}") for i in range(10)]], nodes, now=0.0)
+    assert plan.keep == ("old",) and {a.node for a in plan.assign} == {"n2"}
+    pinned = place([PodWants("p", pinned="n1")], nodes, now=0.0)
+    [wait] = pinned.waiting
+    assert wait.nodes["n1"].startswith("cordoned")
+
+
+def test_keep_original_does_not_go_back_to_a_cordoned_original() -> None:
+    pod = PodWants("db", on_return="keep-original", assignment=on("n2", previous="n1"))
+    plan = place([pod], [node("n1", schedulable=False), node("n2")], now=0.0)
+    assert plan.move == () and [s.pod for s in plan.settle] == ["db"]
+
+
 # -- properties -----------------------------------------------------------------------------
 
 NODE_NAMES = [f"n{i}" for i in range(6)]
@@ -374,6 +437,7 @@ def views(draw: st.DrawFn) -> list[NodeView]:
             {"zone": draw(st.sampled_from("ab"))},
             draw(st.sampled_from([None, 500, 1000, 2000])),
             draw(st.sampled_from([None, 4 * GIB])),
+            draw(st.sampled_from([True, True, True, False])),
         )
         for n in names
     ]
@@ -420,23 +484,28 @@ def loads(pods: Iterable[PodWants]) -> dict[str, tuple[int, int]]:
     return out
 
 
+MAJORITY = st.booleans()
+
+
 @settings(max_examples=200, deadline=None)
-@given(pod_sets(), views(), NOW, st.randoms(use_true_random=False))
+@given(pod_sets(), views(), NOW, MAJORITY, st.randoms(use_true_random=False))
 def test_same_inputs_in_any_order_give_the_same_plan(
-    pods: list[PodWants], nodes: list[NodeView], now: float, rng: random.Random
+    pods: list[PodWants], nodes: list[NodeView], now: float, majority: bool, rng: random.Random
 ) -> None:
     shuffled_pods, shuffled_nodes = pods[:], nodes[:]
     rng.shuffle(shuffled_pods)
     rng.shuffle(shuffled_nodes)
-    assert place(shuffled_pods, shuffled_nodes, now=now) == place(pods, nodes, now=now)
+    assert place(shuffled_pods, shuffled_nodes, now=now, majority=majority) == place(
+        pods, nodes, now=now, majority=majority
+    )
 
 
 @settings(max_examples=200, deadline=None)
-@given(pod_sets(), views(), NOW)
+@given(pod_sets(), views(), NOW, MAJORITY)
 def test_once_views_agree_each_decision_has_one_writer_and_capacity_holds(
-    pods: list[PodWants], nodes: list[NodeView], now: float
+    pods: list[PodWants], nodes: list[NodeView], now: float, majority: bool
 ) -> None:
-    plan = place(pods, nodes, now=now)
+    plan = place(pods, nodes, now=now, majority=majority)
     everyone = (
         {n.name for n in nodes} | {"ghost"} | {p.assignment.node for p in pods if p.assignment}
     )
@@ -447,31 +516,43 @@ def test_once_views_agree_each_decision_has_one_writer_and_capacity_holds(
     after, before = loads(apply(pods, plan)), loads(pods)
     gained = {a.node for a in plan.assign} | {m.target for m in plan.move}
     view = {n.name: n for n in nodes}
-    for name in gained:  # a node given pods is alive and within its capacity afterwards
+    for name in gained:  # a node given pods is alive, not cordoned and within its capacity
         n = view[name]
         cpu, mem = after[name]
-        assert n.state == "alive"
+        assert n.state == "alive" and n.schedulable
         assert n.cpu is None or cpu <= n.cpu, (name, cpu, n.cpu, before.get(name))
         assert n.memory is None or mem <= n.memory
     assert set(plan.decisions()) == {p.name for p in pods}
 
 
 @settings(max_examples=200, deadline=None)
-@given(pod_sets(), views(), NOW)
+@given(pod_sets(), views(), NOW, MAJORITY)
 def test_placing_the_plans_result_again_changes_nothing(
-    pods: list[PodWants], nodes: list[NodeView], now: float
+    pods: list[PodWants], nodes: list[NodeView], now: float, majority: bool
 ) -> None:
-    placed = apply(pods, place(pods, nodes, now=now))
-    again = place(placed, nodes, now=now)
+    placed = apply(pods, place(pods, nodes, now=now, majority=majority))
+    again = place(placed, nodes, now=now, majority=majority)
     assert writes(again) == []
 
 
 @settings(max_examples=200, deadline=None)
 @given(pod_sets(), views(), NOW)
-def test_an_alive_node_never_loses_a_pod_without_a_cause(
+def test_a_view_without_a_majority_never_moves_a_pod_off_a_lost_node(
     pods: list[PodWants], nodes: list[NodeView], now: float
 ) -> None:
-    plan = place(pods, nodes, now=now)
+    plan = place(pods, nodes, now=now, majority=True)
+    if not holds_majority(nodes):
+        assert [m for m in plan.move if m.cause == "node-lost"] == []
+    else:
+        assert [w for w in plan.waiting if w.reason == "no-majority"] == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(pod_sets(), views(), NOW, MAJORITY)
+def test_an_alive_node_never_loses_a_pod_without_a_cause(
+    pods: list[PodWants], nodes: list[NodeView], now: float, majority: bool
+) -> None:
+    plan = place(pods, nodes, now=now, majority=majority)
     view: Mapping[str, NodeView] = {n.name: n for n in nodes}
     wants = {p.name: p for p in pods}
     leaving: list[Move | Unassign] = [*plan.move, *plan.unassign]
