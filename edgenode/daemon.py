@@ -12,9 +12,11 @@ due, and every `resync_s` anyway, it reads what should run here
 workflow at a time; the others wait for the next round. Status is written by the node
 (manager ``node:<name>``) after each workflow and whenever a container's state changes.
 
-Until the mesh exists the daemon is also the placement of its single node: a pod that is
-not pinned elsewhere and whose node selector this node's labels match is assigned here
-(manager ``placement``). SIGTERM and SIGINT stop the daemon; pods keep running, and the next
+Each round starts with placement (`edgenode.placing`): the node evaluates the same pure
+placement function as every other node over the replicated pods and its membership view, and
+writes its own share of the decisions (manager ``placement``); a lone node places every pod
+that fits it. Membership changes wake the loop, and so does the plan's next wake (a
+``lostAfter`` ending). SIGTERM and SIGINT stop the daemon; pods keep running, and the next
 start adopts them.
 """
 
@@ -43,6 +45,7 @@ from edgenode._reconcile import (
 )
 from edgenode.local import open_store
 from edgenode.objects import ObjectError
+from edgenode.placing import NodePlacement
 from edgenode.podspec import pod_def, stored_pod
 from sandbox._lifecycle import Backoff
 from sandbox._spec import PodDef
@@ -50,7 +53,7 @@ from sandbox.busybox import ensure_busybox
 from sandbox.host import features
 from sandbox.images import ImageStore
 from sandbox.pods import Sandbox, SandboxError
-from store import Op, Store
+from store import Store
 
 if TYPE_CHECKING:
     from edgenode.mesh import Mesh
@@ -95,6 +98,8 @@ class Daemon:
         resync_s: float = RESYNC_S,
         hooks_dir: Path | None = None,
         mesh: Mapping[str, Any] | None = None,
+        capacity: Mapping[str, str] | None = None,
+        majority: bool = True,
     ) -> None:
         self.state_dir = state_dir
         self.mesh_options = dict(mesh or {})
@@ -105,6 +110,9 @@ class Daemon:
         self.hooks_dir = hooks_dir or state_dir / "hooks"
         self.store: Store = open_store(state_dir, name)
         self.name = self.store.node_id
+        self.capacity = dict(capacity or {})
+        """Declared capacity (`cpu`, `memory` quantities); what is not given is the machine's."""
+        self.placement = NodePlacement(self.store, started_at=time.time(), majority=majority)
         self.images = ImageStore(state_dir / "images", in_use=self._image_users)
         self.sandbox = Sandbox(state_dir, self.images, backoff=self.backoff)
         from edgenode.podflows import PodFlows  # noqa: PLC0415 - imports the workflow engine
@@ -152,6 +160,7 @@ class Daemon:
             from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
 
             self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
+            self.mesh.membership_listeners.append(self.wake)
             await self.mesh.start()
         else:
             log.info("mesh_off", reason="no cluster credentials (edgenode init or edgenode join)")
@@ -187,6 +196,7 @@ class Daemon:
     def publish_node(self) -> None:
         status = {
             "phase": "Ready",
+            "capacity": {**machine_capacity(), **self.capacity},
             "sandbox": {
                 k: {"available": f.available, "detail": f.detail} for k, f in features().items()
             },
@@ -239,6 +249,8 @@ class Daemon:
                 next_wake = time.time() + 1.0
 
     async def reconcile_once(self) -> float | None:
+        members = self.mesh.members() if self.mesh is not None and self.mesh.started else {}
+        placed = await asyncio.to_thread(self.placement.run, members, now=time.time())
         desired = await asyncio.to_thread(self._desired)
         observed = await asyncio.to_thread(self._observed)
         now = time.time()
@@ -249,7 +261,11 @@ class Daemon:
         }
         await asyncio.to_thread(self._publish_statuses, desired)
         retries = [at for _, at in self.state.failures.values() if at > now]
-        wakes = [w for w in (plan.next_wake, min(retries, default=None)) if w is not None]
+        wakes = [
+            w
+            for w in (plan.next_wake, min(retries, default=None), placed.plan.next_wake)
+            if w is not None
+        ]
         return min(wakes, default=None)
 
     def _apply(
@@ -328,33 +344,12 @@ class Daemon:
 
     # -- desired and observed ------------------------------------------------------------------
 
-    def eligible(self, doc: Mapping[str, Any]) -> bool:
-        spec = doc.get("spec") or {}
-        if spec.get("node") not in (None, self.name):
-            return False
-        selector = spec.get("nodeSelector") or {}
-        labels = self.labels()
-        return all(labels.get(k) == v for k, v in selector.items())
-
-    def _may_place(self, doc: Mapping[str, Any]) -> bool:
-        """Until placement is decided mesh-wide, a pod without a node goes to the node where it
-        was created (or named in spec.node), so two nodes never both take it."""
-        if self.mesh is None or (doc.get("spec") or {}).get("node") == self.name:
-            return True
-        history = self.store.history("Pod", doc["metadata"]["name"])
-        return bool(history) and history[0].change.origin == self.name
-
     def _desired(self) -> dict[str, Desired]:
+        """The pods the store assigns to this node, each with its definition."""
         desired: dict[str, Desired] = {}
         for doc in self.store.list_objects("Pod"):
             name = doc["metadata"]["name"]
-            assigned = (doc.get("assignment") or {}).get("node")
-            if assigned is None and self.eligible(doc) and self._may_place(doc):
-                self.store.commit(
-                    "Pod", name, [Op("set", ("assignment", "node"), self.name)], manager="placement"
-                )
-                assigned = self.name
-            if assigned != self.name:
+            if (doc.get("assignment") or {}).get("node") != self.name:
                 continue
             spec_key = json.dumps(doc.get("spec"), sort_keys=True)
             cached = self._defs.get(name)
@@ -451,6 +446,17 @@ class Daemon:
                 self.state.last_status[name] = status
             except Exception:
                 log.exception("status_publish_failed", pod=name)
+
+
+def machine_capacity() -> dict[str, str]:
+    """This machine's cpus (as millicores) and memory (MemTotal, as bytes), as quantities."""
+    out = {"cpu": f"{(os.cpu_count() or 1) * 1000}m"}
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                out["memory"] = str(int(line.split()[1]) * 1024)
+                break
+    return out
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ and are validated here, so the CLI process never imports the object model.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -342,6 +343,17 @@ class Handlers:
         node = ((doc or {}).get("assignment") or {}).get("node")
         if node is None or node == self.d.name:
             return None
+        state, since = mesh.members().get(node, ("unknown", 0.0))
+        if state not in ("alive", "suspect"):
+            if verb == "why":
+                return None  # this node's placement explains a pod whose node is lost
+            seen = f"{state} since {time.strftime('%H:%M:%S', time.localtime(since))}"
+            raise ApiError(
+                f"pod {name} is assigned to node {node}, which this node's membership holds "
+                f"{seen if since else state}: only that node has its {verb}; ask again once "
+                f"it is back (edgenode nodes), or edgenode why pod/{name}",
+                EXIT_FAILED,
+            )
         if verb == "logs" and args.get("follow"):
             raise ApiError(
                 f"pod {name} runs on node {node}: follow its logs there (or --node {node} in a "

@@ -142,6 +142,8 @@ class PeerRecord:
     port: int = 0
     last_seen: float | None = None
     """Wall-clock seconds when a message last arrived from it."""
+    since: float = 0.0
+    """Wall-clock seconds when this node came to believe `state`."""
     via: set[str] = field(default_factory=set)
 
 
@@ -202,6 +204,8 @@ class Mesh:
         self._next_ask = 0
         self.answer: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
         """Runs a local read verb for a peer (the daemon's API dispatcher)."""
+        self.membership_listeners: list[Callable[[], None]] = []
+        """Called on the loop after every membership event (the daemon's placement wakes)."""
         self._rng = random.Random()
         self.started = False
 
@@ -473,7 +477,9 @@ class Mesh:
         record = self.peers.setdefault(node, PeerRecord())
         member = self.membership.members().get(node)
         if member is not None:
-            record.state = member.state.name.lower()
+            state = member.state.name.lower()
+            if state != record.state:
+                record.state, record.since = state, time.time()
             contact = Contact.decode(getattr(member, "meta", b"") or b"")
             if contact is not None:
                 record.addresses, record.port = contact.addresses, contact.port
@@ -484,6 +490,8 @@ class Mesh:
         ):
             log.info("member_" + type(event).__name__.removeprefix("Member").lower(), node=node)
         self._update_peers()
+        for listener in self.membership_listeners:
+            listener()
 
     def _update_peers(self) -> None:
         live = [
@@ -515,6 +523,15 @@ class Mesh:
         if digest:
             out["stateDigest"] = state_digest(self.store)
         return out
+
+    def members(self) -> dict[str, tuple[str, float]]:
+        """Each other member's state (alive, suspect, dead, left) and since when (wall-clock
+        seconds) as this node believes it: the membership view placement decides on."""
+        return {
+            node: (record.state, record.since)
+            for node, record in self.peers.items()
+            if node != self.me and record.state != "unknown"
+        }
 
     def nodes(self) -> list[dict[str, Any]]:
         """One row per node this one knows (itself first), for `edgenode nodes`."""

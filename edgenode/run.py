@@ -41,6 +41,8 @@ def run_daemon(
     resync_s: float,
     backoff: tuple[float, float] = (10.0, 300.0),
     mesh: dict[str, Any] | None = None,
+    capacity: dict[str, str] | None = None,
+    majority: bool = True,
 ) -> int:
     configure_logging()
     from edgenode.daemon import Daemon, install_signal_handlers  # noqa: PLC0415
@@ -56,6 +58,8 @@ def run_daemon(
             resync_s=resync_s,
             backoff=Backoff(initial_s=backoff[0], max_s=backoff[1]),
             mesh=mesh,
+            capacity=capacity,
+            majority=majority,
         )
         await daemon.run(stop)
 

@@ -143,6 +143,24 @@ def fail(verb: str, exc: ApiError) -> Any:
 # -- up ----------------------------------------------------------------------------------------
 
 
+def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A click callback that checks a cpu or memory quantity as the pod schema does."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from edgenode.objects._errors import QuantityError  # noqa: PLC0415
+        from edgenode.objects._quantity import cpu_millis, memory_bytes  # noqa: PLC0415
+
+        try:
+            (cpu_millis if kind == "cpu" else memory_bytes)(value)
+        except QuantityError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}") from None
+        return value
+
+    return check
+
+
 @click.command()
 @click.option(
     "--state-dir",
@@ -196,6 +214,27 @@ def fail(verb: str, exc: ApiError) -> Any:
 )
 @click.option("--no-mdns", is_flag=True, help="Neither announce nor browse mDNS.")
 @click.option("--no-neighbor-discovery", is_flag=True, help="Do not dial IPv6 neighbours.")
+@click.option(
+    "--cpu",
+    callback=_quantity("cpu"),
+    metavar="QUANTITY",
+    help="CPU this node offers to pods (2, 1500m); default: all its cores.",
+)
+@click.option(
+    "--memory",
+    callback=_quantity("memory"),
+    metavar="QUANTITY",
+    help="Memory this node offers to pods (8Gi); default: all of it (MemTotal).",
+)
+@click.option(
+    "--takeover",
+    type=click.Choice(["majority", "any"]),
+    default="majority",
+    show_default=True,
+    help="When this node replaces the pods of lost nodes: only while it sees a majority of "
+    "the cluster's nodes alive (a node cut off keeps its own pods and takes no others), or "
+    "whenever it sees their node lost.",
+)
 def up(
     *,
     state_dir: Path,
@@ -209,6 +248,9 @@ def up(
     interfaces: tuple[str, ...],
     no_mdns: bool,
     no_neighbor_discovery: bool,
+    cpu: str | None,
+    memory: str | None,
+    takeover: str,
 ) -> None:
     """Run this node's daemon in the foreground (JSON logs on stderr).
 
@@ -233,6 +275,8 @@ def up(
                 "mdns": not no_mdns,
                 "neighbor_discovery": not no_neighbor_discovery,
             },
+            capacity={k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None},
+            majority=takeover == "majority",
         )
     )
 

@@ -40,16 +40,19 @@ def explain(d: Daemon, kind: str, name: str) -> list[str]:
         return lines or [f"{ref} is at revision {revision}; nothing runs for a {kind} here"]
 
     assigned = (doc.get("assignment") or {}).get("node")
-    if assigned is not None and assigned != d.name:
+    unplaceable = d.placement.unparsable.get(name)
+    if unplaceable is not None:
+        lines.append(f"{ref} cannot be placed: its stored spec is not a valid pod: {unplaceable}")
+    wait = d.placement.waiting(name)
+    if wait is not None:
+        verdict = f"{ref} waits for a node: {wait.message}"
+        if assigned is not None:
+            verdict = f"{ref} is assigned to node {assigned}, not running now: {wait.message}"
+        return [*lines, verdict, *(f"  {n}: {why}" for n, why in wait.nodes.items())]
+    if assigned is None:
+        return lines or [f"{ref} has no node yet: placement decides at the next round"]
+    if assigned != d.name:
         return [*lines, f"{ref} is assigned to node {assigned}, not this node ({d.name})"]
-    if assigned is None and not d.eligible(doc):
-        spec = doc.get("spec") or {}
-        if spec.get("node"):
-            why = f"it is pinned to node {spec['node']}"
-        else:
-            wanted = ", ".join(f"{k}={v}" for k, v in (spec.get("nodeSelector") or {}).items())
-            why = f"it asks for a node labelled {wanted}"
-        return [*lines, f"{ref} waits for a node: {why}, and this node ({d.name}) is not one"]
 
     record = d.flows.recorder.latest(ref)
     if record is not None and record.outcome == "failed":

@@ -46,7 +46,8 @@ def test_demo_runs_the_examples_on_a_node_and_tours_an_edit_then_reruns_unchange
     lines = first.output.splitlines()
     assert any(line.split()[:3] == ["web", "Running", "demo-1"] for line in lines)
     assert any(line.split()[:3] == ["backup-once", "Succeeded", "demo-1"] for line in lines)
-    assert any("Pod/probe waits for a node: it is pinned to node edge-1" in x for x in lines)
+    unplaced = "Pod/probe waits for a node: pinned to edge-1, which is not in the membership view"
+    assert any(unplaced in x for x in lines)
     assert "added spec.containers.web.env.GREETING: None -> 'hello'" in first.output
     assert "pod.update Pod/web run" in first.output and "✓ containers.update" in first.output
     assert "rollback pod/web to revision" in first.output

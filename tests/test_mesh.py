@@ -125,6 +125,7 @@ POD = """apiVersion: edgenode/v1
 kind: Pod
 metadata: {name: greeter}
 spec:
+  node: n1
   containers:
     main:
       image: busybox
@@ -138,7 +139,7 @@ def untimed(text: str) -> str:
 
 def test_node_local_read_verbs_answer_from_any_node_by_asking_the_pods_node(lab: Lab) -> None:
     wait_for(all_see_all(lab, NODES), timeout=30, what="the mesh")
-    apply(lab, "n1", POD)  # created on n1, so it runs there
+    apply(lab, "n4", POD)  # written on n4, pinned to n1: it runs there
     wait_for(
         lambda: "hello from the pod" in lab.cli("n1", "logs", "pod/greeter").stdout,
         timeout=60,
