@@ -22,7 +22,8 @@ Each pod, in name order, lands in one case (checked in this order):
    it goes back if it fits there (``move``, cause ``original-returned``); otherwise, while its
    current node is alive or suspect, the original is forgotten (``settle``: ``previous`` is
    cleared; the returned node already sees the pod is not its own and stops its copy).
-4. its node is dead or left, or gone from the view (lost since the assignment was made):
+4. its node is dead or left (lost since then, or since the assignment if that is later), or
+   gone from the view (lost since the assignment was made):
    ``best-effort`` waits for it (``waiting``, reason ``best-effort``); ``reschedule`` waits
    ``lostAfter`` from the loss (``waiting``, reason ``lost-node``, `Plan.next_wake`), then needs
    another node (``move``, cause ``node-lost``, or ``waiting`` with reason ``no-fit``). With
@@ -393,7 +394,10 @@ class _Placer:
                     )
                     return
         if node is None or node.state in _LOST:
-            since = a.at if node is None else node.since
+            # Lost since the later of its node's loss and the assignment: a pod assigned to a
+            # node this view holds dead was assigned by a view that saw the node alive then
+            # (a node back from the dead moving its pods home), so it gets its lostAfter too.
+            since = a.at if node is None else max(node.since, a.at)
             lost = f"not in the membership view since it was assigned at {a.at:g}"
             if node is not None:
                 lost = f"{node.state} since {node.since:g}"

@@ -82,7 +82,6 @@ class NodeState:
     busy: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
     refusals: dict[str, Refusal] = field(default_factory=dict)
-    last_status: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Pods whose last workflow failed: how many times in a row, and when to retry."""
 
@@ -437,13 +436,15 @@ class Daemon:
                 status = self.pod_status(name)
             except SandboxError:
                 continue
-            if self.state.last_status.get(name) == status:
+            # Against the store, not a memory of what was sent: a write the fold refused (sent
+            # while another node held the assignment) or another node's status since (the pod
+            # moved away and back) must not hide this node's report.
+            if (self.store.get("Pod", name) or {}).get("status") == status:
                 continue
             try:
                 self.store.put_document(
                     "Pod", name, {"status": status}, manager=f"node:{self.name}"
                 )
-                self.state.last_status[name] = status
             except Exception:
                 log.exception("status_publish_failed", pod=name)
 

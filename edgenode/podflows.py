@@ -236,7 +236,6 @@ class PodFlows:
 
         async def remove(ctx: StepContext) -> None:
             await asyncio.to_thread(self.d.sandbox.delete_pod, name, grace_s=0)
-            self.d.state.last_status.pop(name, None)
 
         d = Desired(name, 0, PodDef(name=name, containers={}))
         workflow = build("pod.delete", DELETE, ())

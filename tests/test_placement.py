@@ -172,6 +172,16 @@ def test_left_node_is_lost_like_a_dead_one() -> None:
     assert [m.target for m in plan.move] == ["n2"]
 
 
+def test_pod_assigned_to_a_node_after_its_death_is_lost_only_since_the_assignment() -> None:
+    # n1 came back and moved its keep-original pod home at t=100; n2 still holds n1 dead since
+    # t=0 and must not take the pod again at once (it would flap until n2 sees n1 alive).
+    pod = PodWants("db", lost_after=10.0, on_return="keep-original", assignment=on("n1", at=100.0))
+    nodes = [node("n1", "dead", since=0.0), node("n2")]
+    [wait] = place([pod], nodes, now=105.0).waiting
+    assert (wait.reason, wait.until) == ("lost-node", 110.0)
+    assert [m.target for m in place([pod], nodes, now=110.0).move] == ["n2"]
+
+
 def test_pod_on_a_node_gone_from_the_view_is_lost_since_its_assignment() -> None:
     pod = PodWants("web", lost_after=30.0, assignment=on("ghost", at=50.0))
     assert place([pod], [node("n2")], now=79.0).waiting[0].until == 80.0

@@ -1,0 +1,197 @@
+"""Node loss for real: four daemons, each in its own network namespace; one is killed, its
+pods follow their own policies, and it comes back.
+
+A `reschedule` pod runs on another node once membership has declared its node dead and its
+`lostAfter` has passed; a `best-effort` one stays bound to its node and is never run elsewhere.
+When the node returns, `keep-replacement` leaves the replacement running and the returned node
+stops its own copy; `keep-original` moves the pod back and the replacement stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from daemonkit import wait_for
+from labkit import named_lab
+
+from edgenode._protocol import ApiError
+from edgenode.client import Connection
+from edgenode.lab import Lab
+
+NODES = ["n1", "n2", "n3", "n4"]
+LOST_AFTER_S = 3
+START_SLACK_S = 15.0
+"""A bound on what follows the decision: the change reaching the taker's reconciler, the
+image, the sandbox and the container starting, the status coming back."""
+
+POD = """apiVersion: edgenode/v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  {extra}
+  containers:
+    main:
+      image: busybox
+      command: ["sh", "-c", "exec sleep 3600"]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with named_lab("l") as lab:
+        lab.up(len(NODES))
+        yield lab
+
+
+def call(lab: Lab, node: str, verb: str, **args: Any) -> Any:
+    with Connection(lab.socket(node)) as conn:
+        return conn.call(verb, **args)
+
+
+def pod(lab: Lab, node: str, name: str) -> dict[str, Any] | None:
+    try:
+        [doc] = call(lab, node, "get", kind="pod", name=name)
+    except ApiError:
+        return None
+    return dict(doc)
+
+
+def runs_on(lab: Lab, node: str, name: str) -> bool:
+    """Whether node `node` itself reports pod `name` running there (its own store)."""
+    doc = pod(lab, node, name) or {}
+    status = doc.get("status") or {}
+    assigned = (doc.get("assignment") or {}).get("node")
+    return assigned == node and status.get("node") == node and status.get("phase") == "Running"
+
+
+def held_by_sandbox(lab: Lab, node: str, name: str) -> bool:
+    return (lab.state_dir(node) / "pods" / name / "pod.json").exists()
+
+
+def state_seen(lab: Lab, viewer: str, node: str) -> str:
+    return next(str(r["state"]) for r in call(lab, viewer, "nodes") if r["name"] == node)
+
+
+def apply(lab: Lab, node: str, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        out = lab.cli(node, "apply", "-f", f.name, timeout=120)
+        assert out.returncode == 0, out.stderr
+    finally:
+        os.unlink(f.name)
+
+
+def everyone_alive(lab: Lab) -> bool:
+    return all(
+        all(str(r["state"]).startswith("alive") for r in call(lab, n, "nodes"))
+        and len(call(lab, n, "nodes")) == len(NODES)
+        for n in NODES
+    )
+
+
+def placed(lab: Lab, name: str) -> str:
+    """The node pod `name` ends up running on (waits for it)."""
+    found: list[str] = []
+
+    def running() -> bool:
+        found[:] = [n for n in NODES if runs_on(lab, n, name)]
+        return len(found) == 1
+
+    wait_for(running, timeout=60, what=f"{name} to run on one node")
+    return found[0]
+
+
+def policy(on_return: str) -> str:
+    return f"onNodeLoss: {{policy: reschedule, lostAfter: {LOST_AFTER_S}s, onReturn: {on_return}}}"
+
+
+def test_a_lost_nodes_pods_follow_their_policies_and_settle_when_it_returns(lab: Lab) -> None:
+    wait_for(lambda: everyone_alive(lab), timeout=30, what="the mesh")
+    apply(lab, "n1", POD.format(name="moves", extra=policy("keep-replacement")))
+    victim = placed(lab, "moves")
+    survivors = [n for n in NODES if n != victim]
+    # Two more pods on the same node: one that goes back when it returns, one that never moves.
+    apply(lab, survivors[0], POD.format(name="goes-back", extra=f"node: {victim}"))
+    apply(
+        lab,
+        survivors[0],
+        POD.format(name="stays", extra=f"node: {victim}\n  onNodeLoss: {{policy: best-effort}}"),
+    )
+    wait_for(lambda: runs_on(lab, victim, "goes-back"), timeout=60, what="goes-back on victim")
+    wait_for(lambda: runs_on(lab, victim, "stays"), timeout=60, what="stays on the victim")
+    # goes-back was pinned only to put it there: unpin it, with keep-original.
+    apply(lab, survivors[0], POD.format(name="goes-back", extra=policy("keep-original")))
+    wait_for(
+        lambda: all(
+            ((pod(lab, n, "goes-back") or {}).get("spec") or {}).get("node") is None for n in NODES
+        ),
+        timeout=10,
+        what="the unpinned spec everywhere",
+    )
+    assert runs_on(lab, victim, "goes-back")  # unpinning is no cause to move
+
+    killed = time.monotonic()
+    lab.kill(victim)  # SIGKILL: the daemon is gone, its pods' processes keep running
+    watcher = survivors[0]
+    wait_for(
+        lambda: state_seen(lab, watcher, victim) == "dead",
+        timeout=40,
+        what=f"{watcher} to declare {victim} dead",
+    )
+    dead_at = time.monotonic()
+    # Replacements run within lostAfter of the death, plus what starting a container costs.
+    for name in ("moves", "goes-back"):
+        wait_for(
+            lambda name=name: any(runs_on(lab, n, name) for n in survivors),  # type: ignore[misc]
+            timeout=LOST_AFTER_S + START_SLACK_S,
+            what=f"{name} to run on a survivor",
+        )
+    replaced_at = time.monotonic()
+    moved = pod(lab, watcher, "moves") or {}
+    assert moved["assignment"]["node"] in survivors
+    assert moved["assignment"]["previous"] == victim
+    # The best-effort pod never moved: still assigned to the lost node, explained as such.
+    for n in survivors:
+        assert (pod(lab, n, "stays") or {})["assignment"]["node"] == victim
+        assert not held_by_sandbox(lab, n, "stays")
+    why = lab.cli(watcher, "why", "pod/stays")
+    assert why.returncode == 0 and "best-effort: waits for its node" in why.stdout, why
+    print(
+        f"detection {dead_at - killed:.1f} s, replacement {replaced_at - dead_at:.1f} s "
+        f"after death (lostAfter {LOST_AFTER_S} s)"
+    )
+
+    lab.start(victim)
+    wait_for(lambda: everyone_alive(lab), timeout=60, what=f"{victim} back in the mesh")
+    # keep-replacement: the replacement stays, the returned node stops its copy.
+    wait_for(
+        lambda: not held_by_sandbox(lab, victim, "moves"),
+        timeout=30,
+        what=f"{victim} to stop its copy of moves",
+    )
+    replacement = (pod(lab, victim, "moves") or {})["assignment"]
+    assert replacement["node"] in survivors and "previous" not in replacement
+    # keep-original: back on the returned node; the replacement's node stops its copy.
+    wait_for(lambda: runs_on(lab, victim, "goes-back"), timeout=30, what="goes-back back home")
+    wait_for(
+        lambda: [n for n in survivors if held_by_sandbox(lab, n, "goes-back")] == [],
+        timeout=30,
+        what="the replacement of goes-back to stop",
+    )
+    # best-effort: it comes back with its node.
+    wait_for(lambda: runs_on(lab, victim, "stays"), timeout=30, what="stays running again")
+    # Exactly one copy of each, and every node agrees on where.
+    for name in ("moves", "goes-back", "stays"):
+        holders = [n for n in NODES if held_by_sandbox(lab, n, name)]
+        assert len(holders) == 1, (name, holders)
+        where = {(pod(lab, n, name) or {})["assignment"]["node"] for n in NODES}
+        assert where == set(holders), (name, where, holders)
+    history = json.loads(lab.cli(watcher, "history", "pod/moves", "-o", "json").stdout)
+    assert any(r["manager"] == "placement" and r["author"] in survivors for r in history)
