@@ -12,12 +12,15 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from conftest import require
 from sandboxkit import require_runc
 
+from edgenode.client import Connection
 from edgenode.lab import Lab
 
 
@@ -49,6 +52,23 @@ def running_lab(
     with named_lab(prefix) as lab:
         lab.up(nodes, extra_daemon_args=extra_daemon_args)
         yield lab
+
+
+def call(lab: Lab, node: str, verb: str, **args: Any) -> Any:
+    """One API call to a lab node's daemon."""
+    with Connection(lab.socket(node)) as conn:
+        return conn.call(verb, **args)
+
+
+def apply(lab: Lab, node: str, text: str, *, timeout: float = 600) -> None:
+    """`edgenode apply` of manifest `text` on a lab node; it must succeed."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        out = lab.cli(node, "apply", "-f", f.name, timeout=timeout)
+        assert out.returncode == 0, out.stderr
+    finally:
+        os.unlink(f.name)
 
 
 def ping_tool_available() -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from daemonkit import wait_for
-from labkit import named_lab
+from labkit import apply, call, named_lab
 
 from edgenode.client import Connection
 from edgenode.lab import NETNS_DIR, Lab, edgenode_argv
@@ -33,11 +33,6 @@ def lab() -> Iterator[Lab]:
     with named_lab("m") as lab:
         lab.up(len(NODES))
         yield lab
-
-
-def call(lab: Lab, node: str, verb: str, **args: Any) -> Any:
-    with Connection(lab.socket(node)) as conn:
-        return conn.call(verb, **args)
 
 
 def alive_seen_by(lab: Lab, node: str) -> set[str]:
@@ -66,16 +61,6 @@ def manifest(names: list[str], *, replicas: int = 1) -> str:
         '            c: {{image: "busybox:latest", command: ["true"]}}\n'
     )
     return "---\n".join(doc.format(name=n, replicas=replicas) for n in names)
-
-
-def apply(lab: Lab, node: str, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text)
-    try:
-        out = lab.cli(node, "apply", "-f", f.name, timeout=600)
-        assert out.returncode == 0, out.stderr
-    finally:
-        os.unlink(f.name)
 
 
 def get(lab: Lab, node: str, name: str) -> dict[str, Any] | None:

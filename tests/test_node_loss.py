@@ -10,18 +10,15 @@ stops its own copy; `keep-original` moves the pod back and the replacement stops
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from daemonkit import wait_for
-from labkit import named_lab
+from labkit import apply, call, named_lab
 
 from edgenode._protocol import ApiError
-from edgenode.client import Connection
 from edgenode.lab import Lab
 
 NODES = ["n1", "n2", "n3", "n4"]
@@ -49,11 +46,6 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
-def call(lab: Lab, node: str, verb: str, **args: Any) -> Any:
-    with Connection(lab.socket(node)) as conn:
-        return conn.call(verb, **args)
-
-
 def pod(lab: Lab, node: str, name: str) -> dict[str, Any] | None:
     try:
         [doc] = call(lab, node, "get", kind="pod", name=name)
@@ -76,16 +68,6 @@ def held_by_sandbox(lab: Lab, node: str, name: str) -> bool:
 
 def state_seen(lab: Lab, viewer: str, node: str) -> str:
     return next(str(r["state"]) for r in call(lab, viewer, "nodes") if r["name"] == node)
-
-
-def apply(lab: Lab, node: str, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text)
-    try:
-        out = lab.cli(node, "apply", "-f", f.name, timeout=120)
-        assert out.returncode == 0, out.stderr
-    finally:
-        os.unlink(f.name)
 
 
 def everyone_alive(lab: Lab) -> bool:
