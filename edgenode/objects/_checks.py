@@ -161,6 +161,28 @@ def _deployment_issues(model: PinnedDeployment) -> list[Issue]:
                     + nothing_applied("remove the label"),
                 )
             )
+    rollout = model.spec.rollout
+    if rollout is not None:
+        known = ", ".join(model.spec.versions)
+        if rollout.to not in model.spec.versions:
+            issues.append(
+                Issue(
+                    ("spec", "rollout", "to"),
+                    f"one of this deployment's versions ({known})",
+                    repr(rollout.to),
+                    "Roll out to a version the deployment has, or add the version first. "
+                    + nothing_applied(),
+                )
+            )
+        for vname in sorted(rollout.start.keys() - model.spec.versions.keys()):
+            issues.append(
+                Issue(
+                    ("spec", "rollout", "start", vname),
+                    f"a version of this deployment ({known})",
+                    repr(vname),
+                    "Remove it, or abort the rollout first. " + nothing_applied(),
+                )
+            )
     return issues
 
 

@@ -60,12 +60,39 @@ class Version(StrictModel):
 Versions = Annotated[dict[DnsLabel, Version], Field(min_length=1), AfterValidator(sorted_by_key)]
 
 
+class Rollout(StrictModel):
+    """`spec.rollout`: a rollout under way, written by `edgenode rollout NAME --to VERSION`.
+
+    Every replica moves to `to`, `step` at a time: first `step` more replicas of `to` start,
+    then, once they run (and, with `waitReady`, are ready), as many replicas of the other
+    versions stop. Each of those is an edit of the versions' `replicas`, in history. `start`
+    holds the counts the rollout began from: `edgenode rollout abort` writes them back."""
+
+    noun: ClassVar[str] = "a rollout"
+
+    to: DnsLabel
+    """The version every replica moves to (one of `versions`)."""
+    step: Annotated[int, Field(ge=1, le=10_000)] = 1
+    """How many replicas move at a time (1 to 10000)."""
+    wait_ready: bool = Field(default=False, alias="waitReady")
+    """True: each step waits until the new replicas are ready (their readiness checks pass),
+    not only running."""
+    paused: bool = False
+    """True: no further step is taken until it is false again (`rollout resume`)."""
+    start: Annotated[dict[DnsLabel, Annotated[int, Field(ge=0)]], AfterValidator(sorted_by_key)] = (
+        Field(default_factory=dict)
+    )
+    """Each version's replicas when the rollout began."""
+
+
 class PinnedDeploymentSpec(StrictModel):
-    """`spec` of a PinnedDeployment: its versions, keyed by version name."""
+    """`spec` of a PinnedDeployment: its versions, keyed by version name, and a rollout under
+    way, if any."""
 
     noun: ClassVar[str] = "a PinnedDeployment spec"
 
     versions: Versions
+    rollout: Rollout | None = None
 
 
 class PinnedDeployment(StrictModel):
