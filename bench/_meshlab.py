@@ -21,7 +21,7 @@ from edgenode.lab import Lab
 
 DOC = (
     "apiVersion: edgenode/v1\nkind: PinnedDeployment\nmetadata: {{name: {name}}}\n"
-    "spec:\n  versions:\n    v1:\n      replicas: 1\n      template:\n        spec:\n"
+    "spec:\n  versions:\n    v1:\n      replicas: 0\n      template:\n        spec:\n"
     '          containers:\n            c: {{image: "busybox:latest", command: ["true"]}}\n'
 )
 

@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "demo": "edgenode.offline:demo",
     "lab": "edgenode.labcli:lab",
     "nodes": "edgenode.meshverbs:nodes",
+    "rollout": "edgenode.rolloutverbs:rollout",
 }
 
 

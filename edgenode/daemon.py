@@ -12,7 +12,9 @@ due, and every `resync_s` anyway, it reads what should run here
 workflow at a time; the others wait for the next round. Status is written by the node
 (manager ``node:<name>``) after each workflow and whenever a container's state changes.
 
-Each round starts with placement (`edgenode.placing`): the node evaluates the same pure
+Each round starts with the PinnedDeployments (`edgenode.deployments`: their pods, their
+rollouts' steps and status, written by the node where each was last edited), then placement
+(`edgenode.placing`): the node evaluates the same pure
 placement function as every other node over the replicated pods and its membership view, and
 writes its own share of the decisions (manager ``placement``); a lone node places every pod
 that fits it. Membership changes wake the loop, and so does the plan's next wake (a
@@ -43,6 +45,7 @@ from edgenode._reconcile import (
     default_live_resize,
     reconcile,
 )
+from edgenode.deployments import DeploymentControl
 from edgenode.local import open_store
 from edgenode.objects import ObjectError
 from edgenode.placing import NodePlacement
@@ -53,7 +56,7 @@ from sandbox.busybox import ensure_busybox
 from sandbox.host import features
 from sandbox.images import ImageStore
 from sandbox.pods import Sandbox, SandboxError
-from store import Store
+from store import ChangeApplied, Store
 
 if TYPE_CHECKING:
     from edgenode.mesh import Mesh
@@ -112,6 +115,7 @@ class Daemon:
         self.capacity = dict(capacity or {})
         """Declared capacity (`cpu`, `memory` quantities); what is not given is the machine's."""
         self.placement = NodePlacement(self.store, started_at=time.time(), majority=majority)
+        self.deployments = DeploymentControl(self.store, state_dir)
         self.images = ImageStore(state_dir / "images", in_use=self._image_users)
         self.sandbox = Sandbox(state_dir, self.images, backoff=self.backoff)
         from edgenode.podflows import PodFlows  # noqa: PLC0415 - imports the workflow engine
@@ -119,6 +123,9 @@ class Daemon:
         self.flows = PodFlows(self)
         self.state = NodeState()
         self._wake = asyncio.Event()
+        self._changed: set[tuple[str, str]] | None = None
+        """Objects changed since the last round (kind, name); None: look at everything."""
+        self._full_due = 0.0
         self._defs: dict[str, tuple[str, PodDef]] = {}
         self._stopping = False
 
@@ -159,7 +166,7 @@ class Daemon:
             from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
 
             self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
-            self.mesh.membership_listeners.append(self.wake)
+            self.mesh.membership_listeners.append(self.everything_changed)
             await self.mesh.start()
         else:
             log.info("mesh_off", reason="no cluster credentials (edgenode init or edgenode join)")
@@ -205,8 +212,26 @@ class Daemon:
     # -- loops ---------------------------------------------------------------------------------
 
     async def _watch_loop(self) -> None:
-        async for _event in self.store.watch(kinds=["Pod", "Node"]):
+        async for event in self.store.watch(kinds=["Pod", "Node", "PinnedDeployment"]):
+            if isinstance(event, ChangeApplied):
+                if self._changed is not None:
+                    self._changed.add((event.kind, event.name))
+            else:  # overflowed: what changed is unknown, so everything may have
+                self._changed = None
             self.wake()
+
+    def everything_changed(self) -> None:
+        """The next round looks at every object (membership changed who writes for what)."""
+        self._changed = None
+        self.wake()
+
+    def _take_changed(self) -> set[tuple[str, str]] | None:
+        changed, self._changed = self._changed, set()
+        if time.monotonic() >= self._full_due:
+            changed = None
+        if changed is None:
+            self._full_due = time.monotonic() + self.resync_s
+        return changed
 
     async def _runs_loop(self) -> None:
         """Wake the reconciler when a container's run changes (it started, it exited): each
@@ -249,6 +274,8 @@ class Daemon:
 
     async def reconcile_once(self) -> float | None:
         members = self.mesh.members() if self.mesh is not None and self.mesh.started else {}
+        alive = [n for n, (state, _) in members.items() if state == "alive"]
+        await asyncio.to_thread(self.deployments.run, alive, self._take_changed())
         placed = await asyncio.to_thread(self.placement.run, members, now=time.time())
         desired = await asyncio.to_thread(self._desired)
         observed = await asyncio.to_thread(self._observed)
@@ -399,7 +426,8 @@ class Daemon:
     def pod_status(self, name: str) -> dict[str, Any]:
         """The status this node reports for pod `name`, from the sandbox and the last plan."""
         if name not in self.sandbox.pods():
-            return {"phase": "Pending", "node": self.name, "message": "being created"}
+            message = self.flows.last_failure(name) or "being created"
+            return {"phase": "Pending", "node": self.name, "message": message}
         state = self.sandbox.state(name)
         containers: dict[str, Any] = {}
         phases = []

@@ -221,8 +221,9 @@ def _settled(api: Connection, node: str) -> bool:
 
     def settled(p: dict[str, Any]) -> bool:
         phase = p.get("status", {}).get("phase")
-        if p["spec"].get("restartPolicy", "always") == "always":
-            return bool(phase == "Running")
+        replica = "edgenode.io/owner" in (p["metadata"].get("annotations") or {})
+        if replica or p["spec"].get("restartPolicy", "always") == "always":
+            return bool(phase == "Running")  # a service (a deployment's replicas are)
         return phase in ("Succeeded", "Failed")  # a one-shot pod: until it has finished
 
     return bool(mine) and all(settled(p) for p in mine)

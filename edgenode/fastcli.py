@@ -62,6 +62,25 @@ def _restarts(o: dict[str, Any]) -> str:
     return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
 
 
+def _versions_ready(o: dict[str, Any]) -> str:
+    """`v1 2/2 v2 0/1`: each version's ready replicas of those it should have."""
+    versions = (o.get("spec") or {}).get("versions") or {}
+    seen = ((o.get("status") or {}).get("versions")) or {}
+    return " ".join(
+        f"{v} {(seen.get(v) or {}).get('ready', 0)}/{(body or {}).get('replicas', 0)}"
+        for v, body in sorted(versions.items())
+    )
+
+
+def _rollout_cell(o: dict[str, Any]) -> str:
+    rollout = (o.get("spec") or {}).get("rollout")
+    if rollout:
+        paused = " (paused)" if rollout.get("paused") else ""
+        return f"to {rollout.get('to')}{paused}"
+    last = (o.get("status") or {}).get("rollout")
+    return f"{last.get('state')} ({last.get('to')})" if last else "-"
+
+
 COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
     "Pod": [
         ("NAME", lambda o: o["metadata"]["name"]),
@@ -85,7 +104,8 @@ COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
     ],
     "PinnedDeployment": [
         ("NAME", lambda o: o["metadata"]["name"]),
-        ("VERSIONS", lambda o: ",".join(sorted((o.get("spec") or {}).get("versions") or {}))),
+        ("READY", _versions_ready),
+        ("ROLLOUT", _rollout_cell),
         ("REVISION", lambda o: str(o["metadata"]["revision"])),
     ],
 }

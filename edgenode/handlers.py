@@ -85,6 +85,17 @@ class Handlers:
             "image.ls": self.image_ls,
             "image.rm": self.image_rm,
         }
+        from edgenode.rollouts import Rollouts  # noqa: PLC0415 - the rollout verbs' module
+
+        rollouts = Rollouts(daemon, self._user)
+        for verb, run in (
+            ("rollout.start", rollouts.start),
+            ("rollout.pause", rollouts.pause),
+            ("rollout.resume", rollouts.resume),
+            ("rollout.abort", rollouts.abort),
+            ("rollout.status", rollouts.status),
+        ):
+            self.verbs[verb] = _in_thread(run)
 
     async def dispatch(self, verb: str, args: dict[str, Any]) -> Any:
         handler = self.verbs.get(verb)
@@ -215,9 +226,14 @@ class Handlers:
 
         return await asyncio.to_thread(render)
 
+    def _not_a_deployments_pod(self, kind: str, name: str) -> None:
+        owner = local.deployment_owner(self._get_doc(kind, name)) if kind == "Pod" else None
+        if owner is not None:
+            raise ApiError(local.owned_pod_refusal(f"{kind}/{name}", owner), EXIT_REFUSED)
+
     async def delete(self, args: dict[str, Any]) -> Any:
         kind, name = _ref(args["ref"])
-        await asyncio.to_thread(self._get_doc, kind, name)
+        await asyncio.to_thread(self._not_a_deployments_pod, kind, name)
         committed = await asyncio.to_thread(lambda: self.store.delete(kind, name, **self._user()))
         self.d.wake()
         return {"ref": f"{kind}/{name}", "revision": committed.revision}
@@ -302,7 +318,7 @@ class Handlers:
 
     async def rollback(self, args: dict[str, Any]) -> Any:
         kind, name = _ref(args["ref"])
-        await asyncio.to_thread(self._get_doc, kind, name)
+        await asyncio.to_thread(self._not_a_deployments_pod, kind, name)
         revision = int(args["revision"])
         rolled = await asyncio.to_thread(
             lambda: self.store.rollback(kind, name, revision, **self._user())
@@ -430,6 +446,15 @@ class Handlers:
     async def image_rm(self, args: dict[str, Any]) -> Any:
         image = await asyncio.to_thread(self.d.images.remove, args["reference"])
         return image.to_json()
+
+
+def _in_thread(run: Callable[[dict[str, Any]], Any]) -> Handler:
+    """A verb whose work (store reads and writes) runs in a worker thread."""
+
+    async def handler(args: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(run, args)
+
+    return handler
 
 
 async def _items(values: Any) -> AsyncIterator[Any]:

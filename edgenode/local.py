@@ -50,6 +50,7 @@ from edgenode._confirm import (
 )
 from edgenode._ownership import KIND_RULES
 from edgenode.objects import KINDS, FieldProblem, Manifest, ManifestError, duplicate_problems
+from edgenode.objects._deployment import OWNER_ANNOTATION
 from edgenode.objects.manifest import load_manifests
 from gossip.identity import IdentityError, LocalIdentity, local_identity, registry_entry
 from sandbox._relax import RELAXATIONS
@@ -231,11 +232,18 @@ def plan(store: Store, manifests: Iterable[Manifest]) -> list[Planned]:
 
 
 def creation_refusals(planned: Iterable[Planned]) -> list[str]:
-    """Objects the user may not create, found before anything is written: a Node exists only
-    once its node has made it (the kind's whole object belongs to ``node:{name}``)."""
+    """Objects the user may not write, found before anything is written: a Node exists only
+    once its node has made it (the kind's whole object belongs to ``node:{name}``), and a
+    PinnedDeployment's pods are written from its template alone."""
     problems = []
     for p in planned:
         m = p.manifest
+        made_by = deployment_owner(p.stored)
+        if made_by is not None:
+            problems.append(
+                f"{m.ref} ({m.source}, document {m.index}): {owned_pod_refusal(m.ref, made_by)}"
+            )
+            continue
         owner = next((r.owner for r in KIND_RULES.get(m.kind, ()) if r.prefix == ()), "user")
         if p.stored is None and owner != "user":
             problems.append(
@@ -245,6 +253,24 @@ def creation_refusals(planned: Iterable[Planned]) -> list[str]:
                 "once the node has joined. Nothing was applied."
             )
     return problems
+
+
+def deployment_owner(doc: Mapping[str, Any] | None) -> str | None:
+    """The PinnedDeployment that made this stored pod (its ``edgenode.io/owner``), or None."""
+    if doc is None or doc.get("kind") not in (None, "Pod"):
+        return None
+    notes = (doc.get("metadata") or {}).get("annotations") or {}
+    owner = notes.get(OWNER_ANNOTATION)
+    return owner if isinstance(owner, str) and owner.startswith("pinneddeployment/") else None
+
+
+def owned_pod_refusal(ref: str, owner: str) -> str:
+    """Why a user write of a deployment's pod is refused, and what to do instead."""
+    return (
+        f"{ref} belongs to {owner}, which writes it from its template: a direct edit would be "
+        f"undone. Edit the template or the replicas instead (edgenode edit {owner}); nothing "
+        "was changed."
+    )
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,13 @@ def converged(lab: Lab, nodes: list[str]) -> Callable[[], bool]:
     return check
 
 
-def manifest(names: list[str], *, replicas: int = 1) -> str:
+def manifest(names: list[str], *, replicas: int = 0) -> str:
+    """PinnedDeployments named `names`; with no replicas (the default) nothing runs for them."""
     doc = (
         "apiVersion: edgenode/v1\nkind: PinnedDeployment\nmetadata: {{name: {name}}}\n"
         "spec:\n  versions:\n    v1:\n      replicas: {replicas}\n      template:\n"
         "        spec:\n          containers:\n"
-        '            c: {{image: "busybox:latest", command: ["true"]}}\n'
+        '            c: {{image: "busybox:latest", command: ["sleep", "3600"]}}\n'
     )
     return "---\n".join(doc.format(name=n, replicas=replicas) for n in names)
 

@@ -177,3 +177,84 @@ def test_a_lost_nodes_pods_follow_their_policies_and_settle_when_it_returns(lab:
         assert where == set(holders), (name, where, holders)
     history = json.loads(lab.cli(watcher, "history", "pod/moves", "-o", "json").stdout)
     assert any(r["manager"] == "placement" and r["author"] in survivors for r in history)
+
+
+DEPLOYMENT = """apiVersion: edgenode/v1
+kind: PinnedDeployment
+metadata: {name: roll}
+spec:
+  versions:
+    v1:
+      replicas: 3
+      template:
+        spec:
+          containers:
+            main: {image: busybox, command: ["sh", "-c", "exec sleep 3600"]}
+    v2:
+      replicas: 0
+      template:
+        spec:
+          containers:
+            main: {image: busybox, command: ["sh", "-c", "echo v2; exec sleep 3600"]}
+"""
+
+
+def counts(lab: Lab, node: str) -> dict[str, int]:
+    [doc] = call(lab, node, "get", kind="pinneddeployment", name="roll")
+    return {v: b["replicas"] for v, b in doc["spec"]["versions"].items()}
+
+
+def running_pods(lab: Lab, version: str) -> set[str]:
+    """The pods of `version` that run on the node they are assigned to, seen from that node."""
+    return {
+        f"roll-{version}-{i}"
+        for i in range(3)
+        for n in NODES
+        if runs_on(lab, n, f"roll-{version}-{i}")
+    }
+
+
+def test_a_rollout_across_the_mesh_steps_pauses_and_aborts_back(lab: Lab) -> None:
+    wait_for(lambda: everyone_alive(lab), timeout=60, what="the mesh")
+    apply(lab, "n2", DEPLOYMENT)
+    wait_for(lambda: len(running_pods(lab, "v1")) == 3, timeout=90, what="three v1 pods")
+    # Started on n3, driven by n3: one replica at a time, each waiting for the last.
+    out = lab.cli("n3", "rollout", "roll", "--to", "v2", "--wait-ready", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: counts(lab, "n1")["v2"] >= 2, timeout=90, what="two steps to v2")
+    assert lab.cli("n1", "rollout", "pause", "roll").returncode == 0  # from any node
+    time.sleep(1)
+    paused = counts(lab, "n4")
+    time.sleep(3)
+    assert counts(lab, "n4") == paused  # no step while paused
+    aborted = lab.cli("n4", "rollout", "abort", "roll")
+    assert aborted.returncode == 0 and "back to v1 3, v2 0" in aborted.stdout, aborted
+    wait_for(
+        lambda: all(counts(lab, n) == {"v1": 3, "v2": 0} for n in NODES),
+        timeout=15,
+        what="the start counts on every node",
+    )
+    wait_for(
+        lambda: len(running_pods(lab, "v1")) == 3 and running_pods(lab, "v2") == set(),
+        timeout=90,
+        what="three v1 pods and no v2 after the abort",
+    )
+    status = json.loads(lab.cli("n2", "rollout", "status", "roll", "-o", "json").stdout)
+    assert status["rollout"] is None and status["last"]["state"] == "aborted"
+    # Every step was an explicit edit of the counts, authored by the operator of n3.
+    history = json.loads(lab.cli("n1", "history", "pinneddeployment/roll", "-o", "json").stdout)
+    steps = [
+        r
+        for r in history
+        if not r["created"]
+        and any(f.startswith("spec.versions.") and f.endswith(".replicas") for f in r["fields"])
+    ]
+    assert [r["author"] for r in steps[:2]] == ["admin-n3", "admin-n3"], steps
+    # Then all the way, two at a time, followed from n1 until it is done.
+    done = lab.cli("n1", "rollout", "roll", "--to", "v2", "--step", "2", "--timeout", "180")
+    assert done.returncode == 0 and "every one of 3 replicas runs v2" in done.stdout, done
+    wait_for(
+        lambda: len(running_pods(lab, "v2")) == 3 and running_pods(lab, "v1") == set(),
+        timeout=90,
+        what="three v2 pods and no v1",
+    )
