@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 from conftest import require
@@ -34,7 +35,7 @@ def test_only_a_runc_before_1_3_needs_the_network_joined_for_it(
 
 
 def test_the_exec_state_names_every_namespace_but_the_network() -> None:
-    state = {
+    state: dict[str, Any] = {
         "id": "web.main",
         "init_process_pid": 42,
         "config": {
