@@ -116,6 +116,8 @@ class ObservedContainer:
     message: str | None = None
     """The sandbox's explanation of a failed start or a lost run; None after a plain exit."""
     finished_at: float | None = None
+    started_at: float | None = None
+    """When its current (or last) run started: a new value is a new run (readiness restarts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ due, and every `resync_s` anyway, it reads what should run here
 (pods assigned to this node) and what runs (the sandbox), asks the pure reconciler
 (`edgenode._reconcile`) for a plan, and applies each item as a workflow
 (`edgenode.podflows`): start, update in place, restart, delete. A pod has at most one
-workflow at a time; the others wait for the next round. Status is written by the node
-(manager ``node:<name>``) after each workflow and whenever a container's state changes.
+workflow at a time; the others wait for the next round. Each round also shows the prober
+(`edgenode.probes`) what runs, so it checks the readiness of exactly the current runs; a turn
+of readiness wakes the reconciler. Status is written by the node (manager ``node:<name>``)
+after each workflow and whenever a container's state or readiness changes.
 
 Each round starts with the PinnedDeployments (`edgenode.deployments`: their pods, their
 rollouts' steps and status, written by the node where each was last edited), then placement
@@ -50,6 +52,7 @@ from edgenode.local import open_store
 from edgenode.objects import ObjectError
 from edgenode.placing import NodePlacement
 from edgenode.podspec import pod_def, stored_pod
+from edgenode.probes import Probes
 from sandbox._lifecycle import Backoff
 from sandbox._spec import PodDef
 from sandbox.busybox import ensure_busybox
@@ -121,6 +124,7 @@ class Daemon:
         from edgenode.podflows import PodFlows  # noqa: PLC0415 - imports the workflow engine
 
         self.flows = PodFlows(self)
+        self.probes = Probes(self)
         self.state = NodeState()
         self._wake = asyncio.Event()
         self._changed: set[tuple[str, str]] | None = None
@@ -182,6 +186,7 @@ class Daemon:
         finally:
             self._stopping = True
             log.info("daemon_stopping", node=self.name, busy=sorted(self.state.busy))
+            await self.probes.close()  # a health.wait under way ends now, not after its bound
             server.close()
             if self.mesh is not None:
                 await self.mesh.close()
@@ -278,6 +283,7 @@ class Daemon:
         await asyncio.to_thread(self.deployments.run, alive, self._take_changed())
         placed = await asyncio.to_thread(self.placement.run, members, now=time.time())
         desired = await asyncio.to_thread(self._desired)
+        looked = time.monotonic()
         observed = await asyncio.to_thread(self._observed)
         now = time.time()
         plan = reconcile(desired, observed, now=now, live_resize=default_live_resize)
@@ -285,6 +291,7 @@ class Daemon:
         self.state.waiting = {
             pod: {c: w for c, w in containers.items()} for pod, containers in plan.waiting.items()
         }
+        self.probes.sync(observed, read_at=looked)
         await asyncio.to_thread(self._publish_statuses, desired)
         retries = [at for _, at in self.state.failures.values() if at > now]
         wakes = [
@@ -345,6 +352,8 @@ class Daemon:
                 outcome = "failed"
             else:
                 outcome = getattr(t.result(), "outcome", "succeeded")
+            if outcome == "failed" and self.flows.applied(t.result()):
+                outcome = "applied"  # it runs as asked but is not ready: nothing to retry
             if outcome == "failed":
                 count = self.state.failures.get(name, (0, 0.0))[0] + 1
                 delay = min(RETRY_MAX_S, RETRY_S * 2 ** (count - 1))
@@ -413,6 +422,7 @@ class Daemon:
                     next_start_at=s.next_start_at,
                     message=s.message,
                     finished_at=s.finished_at,
+                    started_at=s.started_at,
                 )
                 for c, s in state.containers.items()
             }
@@ -431,6 +441,7 @@ class Daemon:
         state = self.sandbox.state(name)
         containers: dict[str, Any] = {}
         phases = []
+        unready: list[str] = []
         for c, s in state.containers.items():
             kind = {"running": "running", "exited": "exited", "stopped": "exited"}.get(
                 s.state, "waiting"
@@ -438,8 +449,11 @@ class Daemon:
             entry: dict[str, Any] = {"state": kind, "restarts": s.restarts}
             if s.exit_code is not None:
                 entry["exitCode"] = s.exit_code
+            entry["ready"], why_not = self.probes.readiness(name, c, s.state, s.started_at)
             containers[c] = entry
             phases.append((kind, s.exit_code))
+            if why_not:
+                unready.append(f"{c}: not ready: {why_not}")
         if all(k == "running" for k, _ in phases):
             phase = "Running"
         elif all(k == "exited" for k, _ in phases):
@@ -447,8 +461,10 @@ class Daemon:
         else:
             phase = "Pending"
         status: dict[str, Any] = {"phase": phase, "node": self.name, "containers": containers}
+        status["ready"] = all(c["ready"] for c in containers.values())
         waiting = self.state.waiting.get(name, {})
         messages = [f"{c}: {w.message}" for c, w in sorted(waiting.items()) if w.message]
+        messages += unready
         failed = self.flows.last_failure(name)
         if failed:
             messages.insert(0, failed)

@@ -51,11 +51,14 @@ def _status(o: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pod_ready(o: dict[str, Any]) -> str:
+    """Ready containers of all; a status from before readiness counts the running ones."""
     containers = (o.get("spec") or {}).get("containers") or {}
-    running = sum(
-        1 for c in (_status(o).get("containers") or {}).values() if c.get("state") == "running"
+    ready = sum(
+        1
+        for c in (_status(o).get("containers") or {}).values()
+        if c.get("ready", c.get("state") == "running") is True
     )
-    return f"{running}/{len(containers)}"
+    return f"{ready}/{len(containers)}"
 
 
 def _restarts(o: dict[str, Any]) -> str:

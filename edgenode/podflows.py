@@ -4,10 +4,17 @@ Each is a small DAG (`edgenode._workflow`), run by the engine (`edgenode.workflo
 recorded per pod, so `edgenode workflow pod/NAME` draws the last one and `why` names its
 failing step:
 
-    pod.start    image.ensure -> sandbox.create -> containers.start -> status.publish
-    pod.update   image.ensure -> containers.update -> status.publish
+    pod.start    image.ensure -> sandbox.create -> containers.start -> health.wait
+                   -> status.publish
+    pod.update   image.ensure -> containers.update -> health.wait -> status.publish
     pod.restart  containers.restart -> status.publish
     pod.delete   containers.stop -> sandbox.delete
+
+``health.wait`` waits until every container is ready (`edgenode.probes.Probes.wait_ready`),
+and fails, with the check's reason, once a container stops or its check has failed
+`failureThreshold` times in a row, or after `edgenode._probe.wait_bound`. Such a run has
+applied its change: the pod runs as asked, only not ready, so the daemon does not retry it
+(`applied`); its checks go on, and the pod's status says when it becomes ready.
 
 A pod's spec may insert its own steps (``spec.workflow``), and the node's administrator steps
 for every pod (``<state>/hooks/workflow.yaml``, the same shape): executables from the node's
@@ -20,6 +27,7 @@ program.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import yaml
 
+from edgenode._probe import wait_bound
 from edgenode._reconcile import Desired
 from edgenode._workflow import (
     RunRecord,
@@ -52,16 +61,22 @@ log = structlog.get_logger("edgenode.podflows")
 LOG_TAIL = 5
 NODE_STEPS = "workflow.yaml"
 """The node's own workflow steps, in its hooks directory."""
+HEALTH = "health.wait"
+HEALTH_SLACK_S = 10.0
+"""The health.wait step's timeout is its own bound (`wait_bound`) plus this (seconds): the
+step ends itself with the checks' reason, the timeout is the engine's last resort."""
 START = (
     Step("image.ensure", timeout_s=600.0),
     Step("sandbox.create", after=("image.ensure",), timeout_s=60.0),
     Step("containers.start", after=("sandbox.create",), timeout_s=180.0),
-    Step("status.publish", after=("containers.start",), timeout_s=30.0, on_failure="continue"),
+    Step(HEALTH, after=("containers.start",)),
+    Step("status.publish", after=(HEALTH,), timeout_s=30.0, on_failure="continue"),
 )
 UPDATE = (
     Step("image.ensure", timeout_s=600.0),
     Step("containers.update", after=("image.ensure",), timeout_s=300.0),
-    Step("status.publish", after=("containers.update",), timeout_s=30.0, on_failure="continue"),
+    Step(HEALTH, after=("containers.update",)),
+    Step("status.publish", after=(HEALTH,), timeout_s=30.0, on_failure="continue"),
 )
 RESTART = (
     Step("containers.restart", timeout_s=300.0),
@@ -179,14 +194,16 @@ class PodFlows:
             await asyncio.to_thread(self.d.sandbox.start_pod, d.name)
             self._check_started(d.name, d.pod)
 
+        steps, health = self._health(d, START)
         return await self._run(
             "pod.start",
-            START,
+            steps,
             d,
             {
                 "image.ensure": self._ensure_images(d.pod),
                 "sandbox.create": create,
                 "containers.start": start,
+                HEALTH: health,
                 "status.publish": self._publish(d),
             },
         )
@@ -200,13 +217,15 @@ class PodFlows:
             self._check_started(d.name, d.pod, only=changed)
             return {f"container.{c}": a for c, a in result.actions.items()}
 
+        steps, health = self._health(d, UPDATE)
         return await self._run(
             "pod.update",
-            UPDATE,
+            steps,
             d,
             {
                 "image.ensure": self._ensure_images(d.pod),
                 "containers.update": update,
+                HEALTH: health,
                 "status.publish": self._publish(d),
             },
         )
@@ -263,6 +282,22 @@ class PodFlows:
 
         return ensure
 
+    def _health(self, d: Desired, steps: Sequence[Step]) -> tuple[list[Step], Any]:
+        """The workflow's steps with health.wait's timeout for this pod's checks, and the
+        step's runner."""
+        bound = wait_bound(self.d.probes.specs(d.name).values())
+        timed = [
+            dataclasses.replace(s, timeout_s=bound + HEALTH_SLACK_S) if s.name == HEALTH else s
+            for s in steps
+        ]
+
+        async def health(ctx: StepContext) -> None:
+            verdict = await self.d.probes.wait_ready(d.name, bound_s=bound)
+            if verdict.outcome != "ready":
+                raise StepError(verdict.reason or "not ready")
+
+        return timed, health
+
     def _publish(self, d: Desired) -> Any:
         async def publish(ctx: StepContext) -> None:
             await asyncio.to_thread(self.d._publish_statuses, {d.name: d})
@@ -282,9 +317,17 @@ class PodFlows:
 
     # -- reading the records ------------------------------------------------------------------
 
+    @staticmethod
+    def applied(record: RunRecord) -> bool:
+        """The run failed only at health.wait: its change is applied and the pod runs, not
+        ready; running it again would change nothing, so it is not retried."""
+        return record.outcome == "failed" and record.failed_step == HEALTH
+
     def last_failure(self, name: str) -> str | None:
+        """The last workflow's failure, for the pod's status; None for one that was applied
+        (the status's readiness says, live, what health.wait said then)."""
         record = self.recorder.latest(f"Pod/{name}")
-        if record is None or record.outcome != "failed":
+        if record is None or record.outcome != "failed" or self.applied(record):
             return None
         return f"{record.workflow} failed at {record.failed_step}: {record.error}"
 

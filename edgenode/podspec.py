@@ -1,4 +1,5 @@
-"""A Pod's spec in the sandbox's terms: `pod_def(name, spec)` builds the `PodDef` a node runs.
+"""A Pod's spec in the sandbox's terms: `pod_def(name, spec)` builds the `PodDef` a node runs,
+and `probe_specs(name, spec)` the readiness checks the node runs beside it.
 
 Theory of operation. The object model speaks YAML (`securityContext.runAsUser`, `memory: 64Mi`,
 `volumes` + `volumeMounts`); the sandbox takes plain values (`user=(uid, gid)`, bytes,
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from edgenode._probe import Check, ExecProbe, HttpProbe, ProbeSpec, TcpProbe
 from edgenode.objects import (
     Container,
     ObjectError,
@@ -23,10 +25,12 @@ from edgenode.objects import (
     PodSpec,
     container_relaxations,
     cpu_millis,
+    duration_seconds,
     memory_bytes,
     parse_document,
     pod_relaxations,
     pod_spec_problems,
+    port_number,
 )
 from sandbox._spec import ContainerDef, PodDef
 
@@ -64,6 +68,12 @@ def _host_paths(spec: PodSpec, container: Container) -> tuple[tuple[str, str, bo
     return tuple(sorted(mounts, key=lambda m: m[1].rstrip("/").split("/")))
 
 
+def _check(name: str, spec: PodSpec) -> None:
+    problems = pod_spec_problems(spec)
+    if problems:
+        raise PodSpecError(name, problems)
+
+
 def _container_def(spec: PodSpec, name: str) -> ContainerDef:
     container = spec.containers[name]
     resources = container.resources
@@ -88,9 +98,7 @@ def pod_def(name: str, spec: PodSpec) -> PodDef:
     Raises `PodSpecError` when the spec has problems `parse_document` would have refused it
     for; a spec that came through `parse_document` (or `load_manifests`) never does.
     """
-    problems = pod_spec_problems(spec)
-    if problems:
-        raise PodSpecError(name, problems)
+    _check(name, spec)
     return PodDef(
         name=name,
         containers={cname: _container_def(spec, cname) for cname in spec.containers},
@@ -99,6 +107,38 @@ def pod_def(name: str, spec: PodSpec) -> PodDef:
         runtime_class=spec.runtime_class,
         relaxations=pod_relaxations(spec),
     )
+
+
+def _probe_spec(container: Container) -> ProbeSpec | None:
+    probe = container.readiness
+    if probe is None:
+        return None
+    check: Check
+    if probe.exec is not None:
+        check = ExecProbe(tuple(probe.exec.command))
+    else:
+        target = probe.http or probe.tcp
+        assert target is not None  # exactly one check: pod_spec_problems says so
+        port = port_number(container, target.port)
+        assert port is not None  # a named port exists: pod_spec_problems says so
+        check = HttpProbe(probe.http.path, port) if probe.http is not None else TcpProbe(port)
+    return ProbeSpec(
+        check=check,
+        initial_delay_s=float(duration_seconds(probe.initial_delay)),
+        period_s=float(duration_seconds(probe.period)),
+        timeout_s=float(duration_seconds(probe.timeout)),
+        failure_threshold=probe.failure_threshold,
+        success_threshold=probe.success_threshold,
+    )
+
+
+def probe_specs(name: str, spec: PodSpec) -> dict[str, ProbeSpec]:
+    """The readiness checks of pod `name`, by container, in plain values (seconds, port
+    numbers); a container without `readiness` has none. Raises `PodSpecError` like
+    `pod_def`."""
+    _check(name, spec)
+    specs = {c: _probe_spec(container) for c, container in spec.containers.items()}
+    return {c: s for c, s in specs.items() if s is not None}
 
 
 def stored_pod(doc: Mapping[str, Any]) -> Pod:

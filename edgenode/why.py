@@ -4,7 +4,10 @@ It looks, in this order, at what would explain the most: a refused apply (an unc
 insecure setting, an invalid manifest), where the pod is placed, the last workflow's failing
 step and its error (an unknown image, a command missing from the image, a user step's veto),
 then each container that is not running (crash loop and backoff, exit code), with the last
-lines of its log; a line ``Operation not permitted`` in them points at the seccomp filter.
+lines of its log; a line ``Operation not permitted`` in them points at the seccomp filter;
+then each running container that is not ready, naming its check, how often it failed in a
+row and its last error. A run that failed only at ``health.wait`` applied its change, so it is
+told after what the pod's containers say now (it may have become ready since).
 The first line always says the verdict.
 """
 
@@ -55,7 +58,13 @@ def explain(d: Daemon, kind: str, name: str) -> list[str]:
         return [*lines, f"{ref} is assigned to node {assigned}, not this node ({d.name})"]
 
     record = d.flows.recorder.latest(ref)
-    if record is not None and record.outcome == "failed":
+    waited = None
+    if record is not None and d.flows.applied(record):
+        waited = (
+            f"its {record.workflow} run {record.run_id} stopped waiting at step "
+            f"{record.failed_step}: {record.error}"
+        )
+    elif record is not None and record.outcome == "failed":
         lines.insert(
             0,
             f"{ref}: {record.workflow} failed at step {record.failed_step}: {record.error}",
@@ -96,17 +105,30 @@ def explain(d: Daemon, kind: str, name: str) -> list[str]:
                 "do it, ask for securityContext.seccomp: unconfined and acknowledge "
                 "unconfined-seccomp"
             )
+    unready = [
+        f"container {cname}: not ready: {where}"
+        for cname, where in d.probes.explain(name, state.containers).items()
+    ]
+    tail = [waited] if waited else []
     if problems:
         if not lines:
             lines.append(f"{ref} is not running: {problems[0].strip()}")
             problems = problems[1:]
-        lines.extend(problems)
-        return lines
+        return [*lines, *problems, *unready, *tail]
+    if unready:
+        if not lines:
+            lines.append(f"{ref} is running but not ready: {unready[0]}")
+            unready = unready[1:]
+        return [*lines, *unready, *tail]
     applied = d.sandbox.meta(name).get("revision")
     since = min((c.started_at or 0 for c in state.containers.values()), default=0)
     ago = f", for {time.time() - since:.0f} s" if since else ""
-    running = f"{ref} is running: {len(state.containers)}/{len(state.containers)} containers"
-    return [*lines, f"{running}, revision {applied} applied{ago}"]
+    n = len(state.containers)
+    running = f"{ref} is running and ready: {n}/{n} containers"
+    lines.append(f"{running}, revision {applied} applied{ago}")
+    if waited:
+        lines.append(f"it became ready after {waited}")
+    return lines
 
 
 def _command(d: Daemon, pod: str, container: str) -> str:

@@ -7,6 +7,12 @@ and is unsafe in a process with threads (the child inherits locks held by other 
 the parent's signal handlers). Here a short-lived thread unshares its own network namespace
 (a namespace is per thread, so nothing else in the process moves), bind-mounts it by name and
 brings its loopback up with one ioctl; then the thread ends. About a millisecond.
+
+Work inside a pod's namespace (a readiness check connecting to the pod's localhost) is done the
+same way: `submit_in` runs a function in a new thread that joins the namespace (``setns``) and
+ends with the function, so no thread of the process ever stays in a pod's namespace, and no
+pool thread is borrowed. A socket belongs to the namespace it was made in for good, whichever
+thread uses it next: the function may just make sockets and hand them back.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -28,6 +37,7 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class NetnsError(OSError):
@@ -90,3 +100,26 @@ def remove(name: str) -> None:
         _check(_libc.umount2(target.encode(), MNT_DETACH), f"unmount {target}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(target)
+
+
+def submit_in(ns_path: str, fn: Callable[[], T]) -> Future[T]:
+    """Run `fn` in a new thread that first joins the network namespace at `ns_path`; the
+    thread ends with `fn`. The future holds what `fn` returned or raised (an `OSError` if
+    the namespace could not be joined, say it is gone). It does not block the caller."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _check(_libc.setns(fd, CLONE_NEWNET), f"enter network namespace {ns_path}")
+            finally:
+                os.close(fd)
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=f"netns-in-{os.path.basename(ns_path)}", daemon=True).start()
+    return future

@@ -28,9 +28,11 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ from sandbox import host, netns
 from sandbox import logs as _logs
 from sandbox._apparmor import PROFILE_NAME
 from sandbox._classes import adapt_config, runtime_argv, supports_live_update
+from sandbox._exec import joins_network_late, without_network
 from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage
 from sandbox._lifecycle import Backoff
 from sandbox._oci import (
@@ -491,6 +494,37 @@ class Sandbox:
             ["kill", self.runtime_id(name, container), sig],
             failed=f"signal {sig} not delivered",
         )
+
+    def exec_argv(self, name: str, container: str, argv: Sequence[str]) -> tuple[list[str], Path]:
+        """The command line that runs `argv` in the running container `container` of pod
+        `name` as its own process runs (the bundle's user, capabilities, seccomp filter,
+        AppArmor profile, no new privileges, cgroup, and the pod's network; see
+        `sandbox._exec`), and a file of its own where the runtime writes the new process's
+        host pid (to kill it, should it outlast its caller's patience; the caller removes it).
+        """
+        pod = self.definition(name)
+        self._names(pod, [container])
+        rid = self.runtime_id(name, container)
+        cdir = self._cdir(name, container)
+        pid_file = cdir / f"exec-{uuid.uuid4().hex[:12]}.pid"
+        runtime = self._argv(pod.runtime_class)
+        ns_path = self._record(name).get("netns")
+        rt = require(pod.runtime_class, self.runtimes)
+        userns = "no-user-namespace" not in pod.relaxations
+        if ns_path and userns and joins_network_late(pod.runtime_class, rt.version):
+            state = read_json(self.runtime_root / pod.runtime_class / rid / "state.json")
+            if state is None:
+                raise SandboxError(f"pod {name} container {container} is not running")
+            root = cdir / "exec-root"
+            (root / rid).mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(root, 0o700)
+            with tempfile.NamedTemporaryFile("w", dir=root / rid, delete=False) as f:
+                json.dump(without_network(state), f)
+            os.replace(f.name, root / rid / "state.json")
+            assert rt.binary is not None
+            inner = runtime_argv(pod.runtime_class, rt.binary, str(root))
+            runtime = ["nsenter", f"--net={ns_path}", "--", *inner]
+        return [*runtime, "exec", "--pid-file", str(pid_file), rid, *argv], pid_file
 
     def delete_pod(self, name: str, *, grace_s: float | None = None) -> None:
         """Stop every container and remove the pod's sandbox, id range and files."""

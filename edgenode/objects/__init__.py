@@ -15,6 +15,8 @@ Containers, ports, env and versions are maps keyed by name, so every field has a
   `pod_relaxations` and `container_relaxations` split them by where they apply.
 - `pod_spec_problems(spec)`: the cross-field problems of a pod spec that did not come through
   `parse_document` (unacknowledged relaxations, unknown volumes, ...).
+- `Readiness` (`spec.containers.C.readiness`): when a container counts as ready;
+  `port_number(container, port)`: a check's port as a number.
 - `node_loss_rule(spec)`: what happens to a pod when its node is lost (`spec.onNodeLoss` or
   the defaults), `lostAfter` in seconds; `duration_seconds("1h30m")`: a duration as seconds.
 - `pod_name(deployment, version, index)`, `owner_ref(deployment)` and the labels
@@ -83,6 +85,13 @@ from edgenode.objects._pod import (
     WorkflowStep,
 )
 from edgenode.objects._quantity import cpu_millis, memory_bytes
+from edgenode.objects._readiness import (
+    ExecCheck,
+    HttpCheck,
+    Readiness,
+    TcpCheck,
+    port_number,
+)
 from edgenode.objects._security import (
     POD_WIDE,
     container_relaxations,
@@ -109,8 +118,10 @@ __all__ = [
     "ContainerState",
     "ContainerStatus",
     "DurationError",
+    "ExecCheck",
     "FieldProblem",
     "HostPath",
+    "HttpCheck",
     "Manifest",
     "ManifestError",
     "Metadata",
@@ -135,12 +146,14 @@ __all__ = [
     "Port",
     "Protocol",
     "QuantityError",
+    "Readiness",
     "Resources",
     "RestartPolicy",
     "RuntimeClass",
     "SandboxFeature",
     "Seccomp",
     "SecurityContext",
+    "TcpCheck",
     "TemplateMetadata",
     "Version",
     "Volume",
@@ -162,6 +175,7 @@ __all__ = [
     "pod_name",
     "pod_relaxations",
     "pod_spec_problems",
+    "port_number",
     "relaxations",
     "to_document",
 ]

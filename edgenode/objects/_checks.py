@@ -4,7 +4,8 @@ Containers of one pod share its network, so no two of them (nor two ports of one
 listen on the same port and protocol. Every relaxation of the sandbox a pod spec asks for must
 be acknowledged in its `acknowledge` list, and its security settings must agree with each other
 (`_security`). A node-loss policy's settings must make sense together and with `node`
-(`_nodeloss`). A PinnedDeployment's pod templates follow the same rules, at their own paths;
+(`_nodeloss`), and each container's readiness check with its ports and runtime
+(`_readiness`). A PinnedDeployment's pod templates follow the same rules, at their own paths;
 its pod names must be DNS labels and its templates may not set the labels its pods get.
 """
 
@@ -18,6 +19,7 @@ from edgenode.objects._deployment import (
 from edgenode.objects._fields import DNS_LABEL_MAX
 from edgenode.objects._kinds import ObjectModel
 from edgenode.objects._pod import PodSpec
+from edgenode.objects._readiness import readiness_issues
 from edgenode.objects._schema import Loc
 from edgenode.objects._security import pod_specs, security_issues
 from edgenode.objects._translate import Issue, nothing_applied, path_text
@@ -52,6 +54,7 @@ POD_STEPS = frozenset(
         "sandbox.create",
         "containers.start",
         "containers.update",
+        "health.wait",
         "containers.restart",
         "containers.stop",
         "sandbox.delete",
@@ -130,6 +133,7 @@ def pod_spec_issues(spec: PodSpec, at: Loc = ("spec",)) -> list[Issue]:
         + security_issues(spec, at)
         + _workflow_points(spec, at)
         + _node_loss_issues(spec, at)
+        + readiness_issues(spec, at)
     )
 
 

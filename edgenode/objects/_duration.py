@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic_core import PydanticCustomError
+
 from edgenode.objects._errors import DurationError
 
 DURATION_EXAMPLES = "30s, 5m or 1h30m"
@@ -107,3 +109,23 @@ def format_duration(seconds: int) -> str:
     text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
     text += f"{secs}s" if secs or not text else ""
     return text
+
+
+def duration_within(
+    value: object, *, low_s: int, high_s: int, field: str, longest: str | None = None
+) -> str:
+    """`value` if it is a duration from `low_s` to `high_s` seconds; else a pydantic error
+    (type ``duration``) whose reason says what is wrong and names `field` (for schemas).
+    `longest`: how to say `high_s` (default: as a duration, such as 1h)."""
+    try:
+        seconds = duration_seconds(value)
+    except DurationError as exc:
+        raise PydanticCustomError("duration", "{reason}", {"reason": str(exc)}) from exc
+    if seconds > high_s:
+        reason = f"{value} is longer than {longest or format_duration(high_s)}, the longest {field}"
+    elif seconds < low_s:
+        reason = f"{value} is shorter than {format_duration(low_s)}, the shortest {field}"
+    else:
+        assert isinstance(value, str)
+        return value
+    raise PydanticCustomError("duration", "{reason}", {"reason": reason})

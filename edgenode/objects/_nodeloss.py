@@ -40,10 +40,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic_core import PydanticCustomError
 
-from edgenode.objects._duration import DURATION_EXAMPLES, duration_seconds
-from edgenode.objects._errors import DurationError
+from edgenode.objects._duration import DURATION_EXAMPLES, duration_seconds, duration_within
 from edgenode.objects._fields import Expect, StrictModel
 
 if TYPE_CHECKING:
@@ -61,15 +59,9 @@ MAX_LOST_AFTER_S: Final = 720 * 3600
 
 
 def _lost_after(value: object) -> str:
-    try:
-        seconds = duration_seconds(value)
-    except DurationError as exc:
-        raise PydanticCustomError("duration", "{reason}", {"reason": str(exc)}) from exc
-    if seconds > MAX_LOST_AFTER_S:
-        reason = f"{value} is longer than 720h (30 days), the longest lostAfter"
-        raise PydanticCustomError("duration", "{reason}", {"reason": reason})
-    assert isinstance(value, str)
-    return value
+    return duration_within(
+        value, low_s=0, high_s=MAX_LOST_AFTER_S, field="lostAfter", longest="720h (30 days)"
+    )
 
 
 LostAfter = Annotated[

@@ -35,6 +35,7 @@ from edgenode.objects._fields import (
 )
 from edgenode.objects._meta import Metadata
 from edgenode.objects._nodeloss import OnNodeLoss
+from edgenode.objects._readiness import Readiness
 
 RestartPolicy = Literal["always", "on-failure", "never"]
 Protocol = Literal["tcp", "udp"]
@@ -135,6 +136,8 @@ class Container(StrictModel):
         default_factory=dict, alias="volumeMounts"
     )
     """Keyed by the name of the pod's volume to mount."""
+    readiness: Readiness | None = None
+    """When it counts as ready (`_readiness`); None: once it runs."""
 
 
 Containers = Annotated[
@@ -234,6 +237,9 @@ class ContainerStatus(StrictModel):
     state: ContainerState
     restarts: Annotated[int, Field(ge=0)] = 0
     exit_code: int | None = Field(default=None, alias="exitCode")
+    ready: bool | None = None
+    """It runs and its readiness check (if any) passes; None: not reported (a node that
+    predates readiness)."""
 
 
 class PodStatus(StrictModel):
@@ -246,7 +252,10 @@ class PodStatus(StrictModel):
     containers: Annotated[dict[DnsLabel, ContainerStatus], AfterValidator(sorted_by_key)] = Field(
         default_factory=dict
     )
+    ready: bool | None = None
+    """Every container is ready; None: not reported."""
     message: str | None = None
+    """What keeps it from running or from being ready, one clause per container."""
 
 
 class Pod(StrictModel):

@@ -103,7 +103,14 @@ def _advice(error: ErrorDetails, value: object, optional: bool) -> str:
     """What to do about one error, beyond "fix the value"."""
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    if kind in ("cpu_quantity", "memory_quantity", "capability", "relaxation", "duration"):
+    if kind in (
+        "cpu_quantity",
+        "memory_quantity",
+        "capability",
+        "relaxation",
+        "duration",
+        "port_ref",
+    ):
         return str(ctx.get("reason", ""))
     if kind == "dns_label" and isinstance(value, str):
         better = dns_label_for(value)
