@@ -25,7 +25,7 @@ the same verdict. A change touching a field its manager may not write has no eff
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -44,12 +44,7 @@ _new = tuple.__new__  # builds a NamedTuple from known-good values, skipping its
 
 # One packer, reused (msgpack.packb builds one per call, which costs more than packing a
 # history record). Safe across threads: packing these plain values runs in C under the GIL.
-_packb = msgpack.Packer().pack
-
-
-def _pack(record: list[Any]) -> bytes:
-    packed: bytes = _packb(record)
-    return packed
+_pack: Callable[[list[Any]], bytes] = msgpack.Packer().pack
 
 
 def _array_header(n: int) -> bytes:
@@ -64,6 +59,20 @@ def _array_header(n: int) -> bytes:
 def _joined(path: Path) -> str:
     """A path as one string: keys joined by NUL (which keys may not contain)."""
     return "\0".join(path)
+
+
+_KEYS: dict[tuple[Path, ...], list[str]] = {}
+
+
+def _keys(paths: tuple[Path, ...]) -> list[str]:
+    """`paths` as stored path keys (memoized: the same few sets of fields recur endlessly;
+    bounded, cleared when it grows too large). Read only: the lists are shared."""
+    keys = _KEYS.get(paths)
+    if keys is None:
+        if len(_KEYS) > 65536:
+            _KEYS.clear()
+        keys = _KEYS[paths] = [_joined(p) for p in paths]
+    return keys
 
 
 def _split(key: str) -> Path:
@@ -116,9 +125,9 @@ class HistoryEntry(NamedTuple):
                 counter,
                 author,
                 manager,
-                ["\0".join(p) for p in fields],
-                [["\0".join(p), c[0], c[1]] for p, c in conflicts] if conflicts else [],
-                [["\0".join(p), o] for p, o in refused] if refused else [],
+                _keys(fields),
+                [[_joined(p), c[0], c[1]] for p, c in conflicts] if conflicts else [],
+                [[_joined(p), o] for p, o in refused] if refused else [],
                 flags,
             ]
         )
@@ -158,10 +167,14 @@ class ObjectState:
     shares: dict[Path, tuple[str, ...]] = field(default_factory=dict)
     revision: int = 0
     last_key: SortKey | None = None
-    rows: dict[Path, bytes] = field(default_factory=dict, compare=False, repr=False)
-    """Each field's encoded row, kept between encodes; `apply_change` drops what it rewrites."""
     order: list[Path] = field(default_factory=list, compare=False, repr=False)
     """`writers` sorted, kept between encodes (`writers` only grows: tombstones stay)."""
+    rows: list[bytes] = field(default_factory=list, compare=False, repr=False)
+    """Each path's encoded row, in `order`, kept between encodes."""
+    slot: dict[Path, int] = field(default_factory=dict, compare=False, repr=False)
+    """Where each path of `order` is."""
+    dirty: list[Path] = field(default_factory=list, compare=False, repr=False)
+    """Paths `apply_change` wrote since the last encode: their rows are packed again."""
 
     def owners(self, rules: KindRules) -> Owners:
         return Owners(self.name, rules, self.transfers, self.shares, self.fields)
@@ -173,33 +186,50 @@ class ObjectState:
         field, ``[path, writer origin, writer seq]`` for a tombstone (the root path ``""`` holds
         the writer of the object's existence). msgpack, not CBOR: this record is internal,
         rewritten on every change, and msgpack encodes it several times faster, deterministically.
+        Only the rows of the paths written since the last encode are packed again.
         """
-        fields, writers, rows = self.fields, self.writers, self.rows
-        order = self.order
-        if len(order) != len(writers):
-            order = self.order = sorted(writers)
-        parts = [_array_header(len(order))]
-        for p in order:
-            row = rows.get(p)
-            if row is None:
-                w = writers[p]
-                if p in fields:
-                    row = _pack([_joined(p), w.origin, w.seq, fields[p]])
-                else:
-                    row = _pack([_joined(p), w.origin, w.seq])
-                rows[p] = row
-            parts.append(row)
-        last = list(self.last_key) if self.last_key else None
-        head = _pack([self.kind, self.name, self.exists, self.revision, last])
-        tail = _pack(
-            [
-                [[_joined(p), m] for p, m in sorted(self.transfers.items())],
-                [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
-            ]
-        )
+        rows = self.rows
+        if len(self.order) != len(self.writers):
+            rows = self._reorder()
+        elif self.dirty:
+            slot, dirty = self.slot, self.dirty
+            for p in dict.fromkeys(dirty) if len(dirty) > 1 else dirty:
+                rows[slot[p]] = self._row(p)
+            dirty.clear()
+        head = _pack([self.kind, self.name, self.exists, self.revision, self.last_key])
+        if self.transfers or self.shares:
+            tail = _pack(
+                [
+                    [[_joined(p), m] for p, m in sorted(self.transfers.items())],
+                    [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
+                ]
+            )[1:]
+        else:
+            tail = b"\x90\x90"
         # The same bytes as packing the whole 8-item record at once: an array header, then
         # each item (`head` and `tail` are 5- and 2-item arrays, one header byte each).
-        return b"".join([b"\x98", head[1:], *parts, tail[1:]])
+        parts = [b"\x98", head[1:], _array_header(len(rows))]
+        parts += rows
+        parts.append(tail)
+        return b"".join(parts)
+
+    def _row(self, p: Path) -> bytes:
+        w = self.writers[p]
+        fields = self.fields
+        if p in fields:
+            return _pack([_joined(p), w.origin, w.seq, fields[p]])
+        return _pack([_joined(p), w.origin, w.seq])
+
+    def _reorder(self) -> list[bytes]:
+        """New paths were written: sort them in, keeping the rows of the paths not rewritten."""
+        kept = dict(zip(self.order, self.rows, strict=True))
+        for p in self.dirty:
+            kept.pop(p, None)
+        self.dirty.clear()
+        order = self.order = sorted(self.writers)
+        self.slot = {p: i for i, p in enumerate(order)}
+        rows = self.rows = [kept.get(p) or self._row(p) for p in order]
+        return rows
 
     @classmethod
     def decode(cls, data: bytes) -> ObjectState:
@@ -284,7 +314,7 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
     seen = dict(change.seen) if change.seen else {}
     conflicts: dict[Path, ChangeId] = {}
     me = change.id
-    writers, fields, rows = state.writers, state.fields, state.rows
+    writers, fields, dirty = state.writers, state.fields, state.dirty
     flags = 0
     for op in ops:
         name = op.op
@@ -295,7 +325,7 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
                 conflicts.setdefault(path, prev)
             writers[path] = me
             fields[path] = op.arg
-            rows.pop(path, None)
+            dirty.append(path)
             continue
         if name == "del":
             gone = [p for p in fields if is_under(p, op.path)]
@@ -322,7 +352,7 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
                 conflicts.setdefault(path, prev)
             writers[path] = me
             fields.pop(path, None)
-            rows.pop(path, None)
+            dirty.append(path)
     return _new(
         HistoryEntry,
         (
