@@ -311,7 +311,7 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             touched,
             refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
         )
-    seen = dict(change.seen) if change.seen else {}
+    seen = change.seen
     conflicts: dict[Path, ChangeId] = {}
     me = change.id
     writers, fields, dirty = state.writers, state.fields, state.dirty
