@@ -64,7 +64,7 @@ from store._keys import KeyEntry, KeyRegistry
 from store._keyspace import decode_head, history_key, log_entries, log_key, object_key
 from store._ownership import Refusal, Rules, ownership_error
 from store._path import flatten, format_path
-from store._remote import Batch, check_batch
+from store._remote import check_batch
 from store._results import Applied, Committed, FieldDiff, Missing, Rollback
 from store.txn import StateCache, WriteTxn, collector_paused, full_error
 from store.watch import ChangeApplied, Watch, Watchers
@@ -554,17 +554,15 @@ class Store:
         events: list[ChangeApplied] = []
         with collector_paused():
             decoded = [decode_change(e) for e in envelopes]
-            batch, refolded = self._apply_decoded(decoded, events)
-            applied = Applied([e.change for e in events], batch.duplicates, refolded)
+            applied = self._apply_decoded(decoded, events)
             # Free the batch while the collector is still paused: what survives the pause is
             # what the collector has to look at once it runs again.
-            del decoded, batch
+            del decoded
         self._publish(events)
         return applied
 
-    def _apply_decoded(
-        self, decoded: list[Change], events: list[ChangeApplied]
-    ) -> tuple[Batch, int]:
+    def _apply_decoded(self, decoded: list[Change], events: list[ChangeApplied]) -> Applied:
+        ids: list[ChangeId] = []
         with self._write() as txn:
             self._load_clock(txn)
             now = self._clock_ms()
@@ -580,19 +578,21 @@ class Store:
             refolded = 0
             history: list[tuple[bytes, bytes]] = []
             objects: list[tuple[bytes, bytes]] = []
-            for (kind, name), incoming in batch.by_object().items():
+            for (kind, name), incoming in batch.objects.items():
                 okey = object_key(kind, name)
                 state, again = self._fold_in(txn, okey, kind, name, incoming, history=history)
                 objects.append((okey, state.encode()))
                 refolded += again
                 rev = state.revision
-                events += [_new(ChangeApplied, (c.id, kind, name, rev, False)) for c in incoming]
+                folded = [c.id for c in incoming]
+                ids += folded
+                events += [_new(ChangeApplied, (cid, kind, name, rev, False)) for cid in folded]
             txn.cursor(db=self._history).putmulti(history)
             txn.cursor(db=self._objects).putmulti(objects)
             if batch.newest is not None:
                 self.clock.observe(batch.newest, physical_ms=now)
                 self._save_clock(txn)
-        return batch, refolded
+        return Applied(ids, batch.duplicates, refolded)
 
     def _fold_in(
         self,
