@@ -256,24 +256,11 @@ class ObjectState:
 
 def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refusal]:
     """Every field `change` touches that its manager may not write, given `state`."""
+    if not state.transfers and not state.shares and _plainly_allowed(state, change, rules):
+        return []
     manager = change.manager
-    if not state.transfers and not state.shares:
-        # The common case, first: set and new ops on an object that overrides none of its
-        # kind's rules. Their owners come from the memoized rule table.
-        memo = rule_owners(rules)
-        out: list[Refusal] = []
-        for op in change.ops:
-            if op.op not in ("set", "new"):
-                break
-            owner = memo.get(op.path) or rule_owner(rules, op.path)
-            if owner != manager:
-                owner = resolve(owner, state.name, state.fields)
-                if owner != manager:
-                    out.append(Refusal(op.path, owner, manager))
-        else:
-            return out
     owners = state.owners(rules)
-    out = []
+    out: list[Refusal] = []
     for op in change.ops:
         if op.op in ("set", "new"):
             paths: Iterable[Path] = (op.path,)
@@ -295,41 +282,41 @@ def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refus
 def apply_change(state: ObjectState, change: Change, rules: KindRules) -> HistoryEntry:
     """Apply `change` to `state` (in place), which must come after every change folded so far."""
     key = change.sort_key
-    if state.last_key is not None and key <= state.last_key:
-        raise ValueError(f"change {change.id} is not after {state.last_key} in fold order")
+    last = state.last_key
+    if last is not None and key <= last:
+        raise ValueError(f"change {change.id} is not after {last} in fold order")
     state.revision += 1
     state.last_key = key
     ops = change.ops
-    touched = (ops[0].path,) if len(ops) == 1 else tuple(dict.fromkeys([op.path for op in ops]))
-    refused = refusals(state, change, rules)
-    if refused:
-        return HistoryEntry(
-            change.id,
-            change.hlc,
-            change.author,
-            change.manager,
-            touched,
-            refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
-        )
+    touched = (ops[0][1],) if len(ops) == 1 else tuple(dict.fromkeys([op[1] for op in ops]))
+    if state.transfers or state.shares or not _plainly_allowed(state, change, rules):
+        refused = refusals(state, change, rules)  # the slow path: this change may be refused
+        if refused:
+            return HistoryEntry(
+                change.id,
+                change.hlc,
+                change.author,
+                change.manager,
+                touched,
+                refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
+            )
     seen = change.seen
     conflicts: dict[Path, ChangeId] = {}
     me = change.id
     writers, fields, dirty = state.writers, state.fields, state.dirty
     flags = 0
-    for op in ops:
-        name = op.op
+    for name, path, arg in ops:
         if name == "set":
-            path = op.path
             prev = writers.get(path)
             if prev is not None and prev != me and prev != seen.get(path):
                 conflicts.setdefault(path, prev)
             writers[path] = me
-            fields[path] = op.arg
+            fields[path] = arg
             dirty.append(path)
             continue
         if name == "del":
-            gone = [p for p in fields if is_under(p, op.path)]
-            if not op.path:
+            gone = [p for p in fields if is_under(p, path)]
+            if not path:
                 gone.append(())
                 state.exists = False
                 flags |= DELETED
@@ -339,24 +326,24 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             flags |= CREATED
         else:
             if name == "share":
-                if op.arg:
-                    state.shares[op.path] = op.arg
+                if arg:
+                    state.shares[path] = arg
                 else:
-                    state.shares.pop(op.path, None)
+                    state.shares.pop(path, None)
             elif name == "own":
-                state.transfers[op.path] = op.arg
+                state.transfers[path] = arg
             continue
-        for path in gone:  # `new` and `del` write the fields they remove (and the root)
-            prev = writers.get(path)
-            if prev is not None and prev != me and prev != seen.get(path):
-                conflicts.setdefault(path, prev)
-            writers[path] = me
-            fields.pop(path, None)
-            dirty.append(path)
+        for p in gone:  # `new` and `del` write the fields they remove (and the root)
+            prev = writers.get(p)
+            if prev is not None and prev != me and prev != seen.get(p):
+                conflicts.setdefault(p, prev)
+            writers[p] = me
+            fields.pop(p, None)
+            dirty.append(p)
     return _new(
         HistoryEntry,
         (
-            change.id,
+            me,
             change.hlc,
             change.author,
             change.manager,
@@ -366,6 +353,20 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             flags,
         ),
     )
+
+
+def _plainly_allowed(state: ObjectState, change: Change, rules: KindRules) -> bool:
+    """Whether every op of `change` is a set or new its manager owns by the kind's rules (the
+    common case, decided from the memoized rule table; `refusals` decides the others)."""
+    manager = change.manager
+    memo = rule_owners(rules)
+    for name, path, _ in change.ops:
+        if name not in {"set", "new"}:
+            return False
+        owner = memo.get(path) or rule_owner(rules, path)
+        if owner != manager and resolve(owner, state.name, state.fields) != manager:
+            return False
+    return True
 
 
 def fold(
