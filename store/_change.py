@@ -112,7 +112,9 @@ class Change:
     author: str
     manager: str
     ops: tuple[Op, ...]
-    seen: tuple[Seen, ...]
+    seen: dict[Path, ChangeId]
+    """For each field the change overwrites, the change its author saw as its writer (the last
+    entry of a path the body lists twice)."""
     at: int | None
     body: bytes
     origin_sig: bytes
@@ -129,31 +131,37 @@ class Change:
 
 
 # Ids, kinds, names and managers repeat endlessly; each distinct valid one is checked once
-# and then found by a set lookup (the sets are bounded: cleared when they grow too large).
-_GOOD_IDS: set[str] = set()
-_GOOD_MANAGERS: set[str] = set()
+# and then found by a lookup that also gives its first copy, so the changes of a batch and
+# the states they fold into share one string per id instead of holding one each (the memos
+# are bounded: cleared when they grow too large).
+_GOOD_IDS: dict[str, str] = {}
+_GOOD_MANAGERS: dict[str, str] = {}
 _MEMO_LIMIT = 100_000
 
 
 def check_id(value: object, what: str) -> str:
-    if value in _GOOD_IDS:
-        return value
+    """`value` if it is a valid id (its first copy seen), else ValueError."""
+    good: str | None = _GOOD_IDS.get(value)  # type: ignore[call-overload]
+    if good is not None:
+        return good
     if not isinstance(value, str) or _ID.match(value) is None:
         raise ValueError(f"{what} must be 1-253 characters of [A-Za-z0-9._-@/], got {value!r}")
     if len(_GOOD_IDS) > _MEMO_LIMIT:
         _GOOD_IDS.clear()
-    _GOOD_IDS.add(value)
+    _GOOD_IDS[value] = value
     return value
 
 
 def check_manager(value: object) -> str:
-    if value in _GOOD_MANAGERS:
-        return value
+    """`value` if it is a valid manager (its first copy seen), else ValueError."""
+    good: str | None = _GOOD_MANAGERS.get(value)  # type: ignore[call-overload]
+    if good is not None:
+        return good
     if not isinstance(value, str) or not value or len(value) > 253:
         raise ValueError(f"a manager is a non-empty string of ≤253 chars, got {value!r}")
     if len(_GOOD_MANAGERS) > _MEMO_LIMIT:
         _GOOD_MANAGERS.clear()
-    _GOOD_MANAGERS.add(value)
+    _GOOD_MANAGERS[value] = value
     return value
 
 
@@ -250,7 +258,7 @@ def make_change(
         author=author,
         manager=manager,
         ops=tuple(ops),
-        seen=tuple(seen),
+        seen=dict(seen),
         at=at,
         body=body,
         origin_sig=sig,
@@ -299,23 +307,25 @@ def _from_body(
     m: object, *, body: bytes, sig: bytes, asig: bytes | None, envelope: bytes
 ) -> Change:
     # One pass, cheapest checks first: this runs for every change a node receives.
-    if type(m) is not list or len(m) not in (_BODY_LEN, _BODY_LEN + 1):
+    if type(m) is not list:
         raise ValueError(f"the body is an array of {_BODY_LEN} or {_BODY_LEN + 1} items")
-    if m[0] != FORMAT_VERSION:
-        raise ValueError(f"format version {m[0]!r} is not {FORMAT_VERSION}")
-    _, origin, seq, prev, kind, name, wall, counter, author, manager, raw_ops, raw_seen = m[:12]
-    at = m[12] if len(m) > _BODY_LEN else None
+    if len(m) == _BODY_LEN:
+        v, origin, seq, prev, kind, name, wall, counter, author, manager, raw_ops, raw_seen = m
+        at = None
+    elif len(m) == _BODY_LEN + 1:
+        v, origin, seq, prev, kind, name, wall, counter, author, manager, raw_ops, raw_seen, at = m
+    else:
+        raise ValueError(f"the body is an array of {_BODY_LEN} or {_BODY_LEN + 1} items")
+    if v != FORMAT_VERSION:
+        raise ValueError(f"format version {v!r} is not {FORMAT_VERSION}")
     good = _GOOD_IDS
-    if origin not in good:
-        check_id(origin, "the origin")
+    origin = good.get(origin) or check_id(origin, "the origin")
     if type(seq) is not int or seq < 1:
         raise ValueError(f"seq is an integer ≥ 1, got {seq!r}")
     if type(prev) is not bytes or len(prev) != 32:
         raise ValueError("prev is a 32-byte digest")
-    if kind not in good:
-        check_id(kind, "the kind")
-    if name not in good:
-        check_id(name, "the object name")
+    kind = good.get(kind) or check_id(kind, "the kind")
+    name = good.get(name) or check_id(name, "the object name")
     if not (
         type(wall) is int
         and type(counter) is int
@@ -323,10 +333,8 @@ def _from_body(
         and 0 <= counter <= MAX_COUNTER
     ):
         raise ValueError(f"hlc is wall_ms, counter: integers, got {wall!r}, {counter!r}")
-    if author not in good:
-        check_id(author, "the author")
-    if manager not in _GOOD_MANAGERS:
-        check_manager(manager)
+    author = good.get(author) or check_id(author, "the author")
+    manager = _GOOD_MANAGERS.get(manager) or check_manager(manager)
     if type(raw_ops) is not list or not 1 <= len(raw_ops) <= MAX_OPS:
         raise ValueError(f"ops is a list of 1..{MAX_OPS} operations")
     paths = KNOWN_PATHS
@@ -343,10 +351,9 @@ def _from_body(
             ops_list.append(_new(Op, ("set", path, arg)))
         else:
             ops_list.append(check_op(raw))
-    ops = tuple(ops_list)
     if type(raw_seen) is not list or len(raw_seen) > 4 * MAX_OPS:
         raise ValueError("seen is a list of [path, origin, seq]")
-    seen: list[Seen] = []
+    seen: dict[Path, ChangeId] = {}
     for entry in raw_seen:
         if not (
             type(entry) is list
@@ -357,11 +364,9 @@ def _from_body(
         ):
             raise ValueError(f"a seen entry is [path, origin, seq], got {entry!r}")
         path = paths.get(tuple(entry[0])) or check_path(entry[0], allow_root=True)
-        writer = entry[1]
-        if writer not in good:
-            check_id(writer, "origin")
-        seen.append((path, _new(ChangeId, (writer, entry[2]))))
-    if author == origin:
+        writer = good.get(entry[1]) or check_id(entry[1], "origin")
+        seen[path] = _new(ChangeId, (writer, entry[2]))
+    if author is origin or author == origin:
         if at is not None or asig is not None:
             raise ValueError("a change authored by its origin carries no `at` nor author signature")
     elif type(at) is not int or asig is None:
@@ -375,8 +380,8 @@ def _from_body(
         _new(Hlc, (wall, counter)),
         author,
         manager,
-        ops,
-        tuple(seen),
+        tuple(ops_list),
+        seen,
         at,
         body,
         sig,

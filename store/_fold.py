@@ -25,7 +25,7 @@ the same verdict. A change touching a field its manager may not write has no eff
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -44,12 +44,7 @@ _new = tuple.__new__  # builds a NamedTuple from known-good values, skipping its
 
 # One packer, reused (msgpack.packb builds one per call, which costs more than packing a
 # history record). Safe across threads: packing these plain values runs in C under the GIL.
-_packb = msgpack.Packer().pack
-
-
-def _pack(record: list[Any]) -> bytes:
-    packed: bytes = _packb(record)
-    return packed
+_pack: Callable[[list[Any]], bytes] = msgpack.Packer().pack
 
 
 def _array_header(n: int) -> bytes:
@@ -64,6 +59,20 @@ def _array_header(n: int) -> bytes:
 def _joined(path: Path) -> str:
     """A path as one string: keys joined by NUL (which keys may not contain)."""
     return "\0".join(path)
+
+
+_KEYS: dict[tuple[Path, ...], list[str]] = {}
+
+
+def _keys(paths: tuple[Path, ...]) -> list[str]:
+    """`paths` as stored path keys (memoized: the same few sets of fields recur endlessly;
+    bounded, cleared when it grows too large). Read only: the lists are shared."""
+    keys = _KEYS.get(paths)
+    if keys is None:
+        if len(_KEYS) > 65536:
+            _KEYS.clear()
+        keys = _KEYS[paths] = [_joined(p) for p in paths]
+    return keys
 
 
 def _split(key: str) -> Path:
@@ -116,9 +125,9 @@ class HistoryEntry(NamedTuple):
                 counter,
                 author,
                 manager,
-                ["\0".join(p) for p in fields],
-                [["\0".join(p), c[0], c[1]] for p, c in conflicts] if conflicts else [],
-                [["\0".join(p), o] for p, o in refused] if refused else [],
+                _keys(fields),
+                [[_joined(p), c[0], c[1]] for p, c in conflicts] if conflicts else [],
+                [[_joined(p), o] for p, o in refused] if refused else [],
                 flags,
             ]
         )
@@ -158,10 +167,14 @@ class ObjectState:
     shares: dict[Path, tuple[str, ...]] = field(default_factory=dict)
     revision: int = 0
     last_key: SortKey | None = None
-    rows: dict[Path, bytes] = field(default_factory=dict, compare=False, repr=False)
-    """Each field's encoded row, kept between encodes; `apply_change` drops what it rewrites."""
     order: list[Path] = field(default_factory=list, compare=False, repr=False)
     """`writers` sorted, kept between encodes (`writers` only grows: tombstones stay)."""
+    rows: list[bytes] = field(default_factory=list, compare=False, repr=False)
+    """Each path's encoded row, in `order`, kept between encodes."""
+    slot: dict[Path, int] = field(default_factory=dict, compare=False, repr=False)
+    """Where each path of `order` is."""
+    dirty: list[Path] = field(default_factory=list, compare=False, repr=False)
+    """Paths `apply_change` wrote since the last encode: their rows are packed again."""
 
     def owners(self, rules: KindRules) -> Owners:
         return Owners(self.name, rules, self.transfers, self.shares, self.fields)
@@ -173,33 +186,50 @@ class ObjectState:
         field, ``[path, writer origin, writer seq]`` for a tombstone (the root path ``""`` holds
         the writer of the object's existence). msgpack, not CBOR: this record is internal,
         rewritten on every change, and msgpack encodes it several times faster, deterministically.
+        Only the rows of the paths written since the last encode are packed again.
         """
-        fields, writers, rows = self.fields, self.writers, self.rows
-        order = self.order
-        if len(order) != len(writers):
-            order = self.order = sorted(writers)
-        parts = [_array_header(len(order))]
-        for p in order:
-            row = rows.get(p)
-            if row is None:
-                w = writers[p]
-                if p in fields:
-                    row = _pack([_joined(p), w.origin, w.seq, fields[p]])
-                else:
-                    row = _pack([_joined(p), w.origin, w.seq])
-                rows[p] = row
-            parts.append(row)
-        last = list(self.last_key) if self.last_key else None
-        head = _pack([self.kind, self.name, self.exists, self.revision, last])
-        tail = _pack(
-            [
-                [[_joined(p), m] for p, m in sorted(self.transfers.items())],
-                [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
-            ]
-        )
+        rows = self.rows
+        if len(self.order) != len(self.writers):
+            rows = self._reorder()
+        elif self.dirty:
+            slot, dirty = self.slot, self.dirty
+            for p in dict.fromkeys(dirty) if len(dirty) > 1 else dirty:
+                rows[slot[p]] = self._row(p)
+            dirty.clear()
+        head = _pack([self.kind, self.name, self.exists, self.revision, self.last_key])
+        if self.transfers or self.shares:
+            tail = _pack(
+                [
+                    [[_joined(p), m] for p, m in sorted(self.transfers.items())],
+                    [[_joined(p), list(m)] for p, m in sorted(self.shares.items())],
+                ]
+            )[1:]
+        else:
+            tail = b"\x90\x90"
         # The same bytes as packing the whole 8-item record at once: an array header, then
         # each item (`head` and `tail` are 5- and 2-item arrays, one header byte each).
-        return b"".join([b"\x98", head[1:], *parts, tail[1:]])
+        parts = [b"\x98", head[1:], _array_header(len(rows))]
+        parts += rows
+        parts.append(tail)
+        return b"".join(parts)
+
+    def _row(self, p: Path) -> bytes:
+        w = self.writers[p]
+        fields = self.fields
+        if p in fields:
+            return _pack([_joined(p), w.origin, w.seq, fields[p]])
+        return _pack([_joined(p), w.origin, w.seq])
+
+    def _reorder(self) -> list[bytes]:
+        """New paths were written: sort them in, keeping the rows of the paths not rewritten."""
+        kept = dict(zip(self.order, self.rows, strict=True))
+        for p in self.dirty:
+            kept.pop(p, None)
+        self.dirty.clear()
+        order = self.order = sorted(self.writers)
+        self.slot = {p: i for i, p in enumerate(order)}
+        rows = self.rows = [kept.get(p) or self._row(p) for p in order]
+        return rows
 
     @classmethod
     def decode(cls, data: bytes) -> ObjectState:
@@ -226,24 +256,11 @@ class ObjectState:
 
 def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refusal]:
     """Every field `change` touches that its manager may not write, given `state`."""
+    if not state.transfers and not state.shares and _plainly_allowed(state, change, rules):
+        return []
     manager = change.manager
-    if not state.transfers and not state.shares:
-        # The common case, first: set and new ops on an object that overrides none of its
-        # kind's rules. Their owners come from the memoized rule table.
-        memo = rule_owners(rules)
-        out: list[Refusal] = []
-        for op in change.ops:
-            if op.op not in ("set", "new"):
-                break
-            owner = memo.get(op.path) or rule_owner(rules, op.path)
-            if owner != manager:
-                owner = resolve(owner, state.name, state.fields)
-                if owner != manager:
-                    out.append(Refusal(op.path, owner, manager))
-        else:
-            return out
     owners = state.owners(rules)
-    out = []
+    out: list[Refusal] = []
     for op in change.ops:
         if op.op in ("set", "new"):
             paths: Iterable[Path] = (op.path,)
@@ -265,41 +282,41 @@ def refusals(state: ObjectState, change: Change, rules: KindRules) -> list[Refus
 def apply_change(state: ObjectState, change: Change, rules: KindRules) -> HistoryEntry:
     """Apply `change` to `state` (in place), which must come after every change folded so far."""
     key = change.sort_key
-    if state.last_key is not None and key <= state.last_key:
-        raise ValueError(f"change {change.id} is not after {state.last_key} in fold order")
+    last = state.last_key
+    if last is not None and key <= last:
+        raise ValueError(f"change {change.id} is not after {last} in fold order")
     state.revision += 1
     state.last_key = key
     ops = change.ops
-    touched = (ops[0].path,) if len(ops) == 1 else tuple(dict.fromkeys([op.path for op in ops]))
-    refused = refusals(state, change, rules)
-    if refused:
-        return HistoryEntry(
-            change.id,
-            change.hlc,
-            change.author,
-            change.manager,
-            touched,
-            refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
-        )
-    seen = dict(change.seen) if change.seen else {}
+    touched = (ops[0][1],) if len(ops) == 1 else tuple(dict.fromkeys([op[1] for op in ops]))
+    if state.transfers or state.shares or not _plainly_allowed(state, change, rules):
+        refused = refusals(state, change, rules)  # the slow path: this change may be refused
+        if refused:
+            return HistoryEntry(
+                change.id,
+                change.hlc,
+                change.author,
+                change.manager,
+                touched,
+                refused=tuple(dict.fromkeys((r.path, r.owner) for r in refused)),
+            )
+    seen = change.seen
     conflicts: dict[Path, ChangeId] = {}
     me = change.id
-    writers, fields, rows = state.writers, state.fields, state.rows
+    writers, fields, dirty = state.writers, state.fields, state.dirty
     flags = 0
-    for op in ops:
-        name = op.op
+    for name, path, arg in ops:
         if name == "set":
-            path = op.path
             prev = writers.get(path)
             if prev is not None and prev != me and prev != seen.get(path):
                 conflicts.setdefault(path, prev)
             writers[path] = me
-            fields[path] = op.arg
-            rows.pop(path, None)
+            fields[path] = arg
+            dirty.append(path)
             continue
         if name == "del":
-            gone = [p for p in fields if is_under(p, op.path)]
-            if not op.path:
+            gone = [p for p in fields if is_under(p, path)]
+            if not path:
                 gone.append(())
                 state.exists = False
                 flags |= DELETED
@@ -309,24 +326,24 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             flags |= CREATED
         else:
             if name == "share":
-                if op.arg:
-                    state.shares[op.path] = op.arg
+                if arg:
+                    state.shares[path] = arg
                 else:
-                    state.shares.pop(op.path, None)
+                    state.shares.pop(path, None)
             elif name == "own":
-                state.transfers[op.path] = op.arg
+                state.transfers[path] = arg
             continue
-        for path in gone:  # `new` and `del` write the fields they remove (and the root)
-            prev = writers.get(path)
-            if prev is not None and prev != me and prev != seen.get(path):
-                conflicts.setdefault(path, prev)
-            writers[path] = me
-            fields.pop(path, None)
-            rows.pop(path, None)
+        for p in gone:  # `new` and `del` write the fields they remove (and the root)
+            prev = writers.get(p)
+            if prev is not None and prev != me and prev != seen.get(p):
+                conflicts.setdefault(p, prev)
+            writers[p] = me
+            fields.pop(p, None)
+            dirty.append(p)
     return _new(
         HistoryEntry,
         (
-            change.id,
+            me,
             change.hlc,
             change.author,
             change.manager,
@@ -336,6 +353,20 @@ def apply_change(state: ObjectState, change: Change, rules: KindRules) -> Histor
             flags,
         ),
     )
+
+
+def _plainly_allowed(state: ObjectState, change: Change, rules: KindRules) -> bool:
+    """Whether every op of `change` is a set or new its manager owns by the kind's rules (the
+    common case, decided from the memoized rule table; `refusals` decides the others)."""
+    manager = change.manager
+    memo = rule_owners(rules)
+    for name, path, _ in change.ops:
+        if name not in {"set", "new"}:
+            return False
+        owner = memo.get(path) or rule_owner(rules, path)
+        if owner != manager and resolve(owner, state.name, state.fields) != manager:
+            return False
+    return True
 
 
 def fold(

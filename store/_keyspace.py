@@ -7,6 +7,7 @@ fold order ``(hlc, origin, seq)``. Names and ids cannot contain NUL, which separ
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import cbor2
 
@@ -23,6 +24,12 @@ _HLC = struct.Struct(">QI").pack
 
 def log_key(origin: str, seq: int) -> bytes:
     return b"%s\0%s" % (origin.encode(), _SEQ(seq))
+
+
+def log_entries(run: Sequence[Change]) -> list[tuple[bytes, bytes]]:
+    """One origin's changes as log records (key, envelope), in seq order if `run` is."""
+    prefix = run[0].origin.encode() + b"\0"
+    return [(prefix + _SEQ(c.seq), c.envelope) for c in run]
 
 
 def history_key(prefix: bytes, c: Change) -> bytes:

@@ -61,10 +61,10 @@ from store._fold import (
 from store._history import Revision, plan_to, revisions, seen_for
 from store._hlc import Hlc, HlcConfig, HybridClock
 from store._keys import KeyEntry, KeyRegistry
-from store._keyspace import decode_head, history_key, log_key, object_key
+from store._keyspace import decode_head, history_key, log_entries, log_key, object_key
 from store._ownership import Refusal, Rules, ownership_error
 from store._path import flatten, format_path
-from store._remote import Batch, check_batch
+from store._remote import check_batch
 from store._results import Applied, Committed, FieldDiff, Missing, Rollback
 from store.txn import StateCache, WriteTxn, collector_paused, full_error
 from store.watch import ChangeApplied, Watch, Watchers
@@ -78,6 +78,7 @@ STATE_CACHE_OBJECTS = 4096
 
 
 _SORT_KEY = attrgetter("sort_key")
+_new = tuple.__new__  # builds a NamedTuple from known-good values, skipping its Python __new__
 
 
 def wall_clock_ms() -> int:
@@ -484,7 +485,7 @@ class Store:
                 raise ownership_error(
                     kind, name, [Refusal(p, owner, manager) for p, owner in entry_h.refused]
                 )
-            self._store_new(txn, [change])
+            self._store_new(txn, [[change]])
             txn.put(
                 history_key(object_key(kind, name) + b"\0", change),
                 entry_h.encode(),
@@ -526,13 +527,19 @@ class Store:
                 "nothing was written"
             )
 
-    def _store_new(self, txn: Any, changes: Sequence[Change]) -> None:
-        """Append one origin's contiguous run (or single change) to the log and its head."""
-        for c in changes:
-            if not txn.put(log_key(c.origin, c.seq), c.envelope, db=self._log, overwrite=False):
-                raise LocalStoreError(f"change {c.id} already in the log: store damaged")
-        last = changes[-1]
-        txn.put(last.origin.encode(), cbor2.dumps([last.seq, last.digest]), db=self._heads)
+    def _store_new(self, txn: Any, runs: Sequence[Sequence[Change]]) -> None:
+        """Append origins' contiguous runs (or a single change) to the log and their heads."""
+        items = [entry for run in runs for entry in log_entries(run)]
+        added = txn.cursor(db=self._log).putmulti(items, overwrite=False)[1]
+        if added != len(items):
+            where = ", ".join(f"{run[0].id}..{run[-1].seq}" for run in runs)
+            raise LocalStoreError(
+                f"{len(items) - added} of the changes {where} were already in the log, beyond "
+                "their origins' heads: store damaged"
+            )
+        for run in runs:
+            last = run[-1]
+            txn.put(last.origin.encode(), cbor2.dumps([last.seq, last.digest]), db=self._heads)
 
     # --- remote changes ----------------------------------------------------------------------
 
@@ -547,17 +554,15 @@ class Store:
         events: list[ChangeApplied] = []
         with collector_paused():
             decoded = [decode_change(e) for e in envelopes]
-            batch, refolded = self._apply_decoded(decoded, events)
-            applied = Applied([e.change for e in events], batch.duplicates, refolded)
+            applied = self._apply_decoded(decoded, events)
             # Free the batch while the collector is still paused: what survives the pause is
             # what the collector has to look at once it runs again.
-            del decoded, batch
+            del decoded
         self._publish(events)
         return applied
 
-    def _apply_decoded(
-        self, decoded: list[Change], events: list[ChangeApplied]
-    ) -> tuple[Batch, int]:
+    def _apply_decoded(self, decoded: list[Change], events: list[ChangeApplied]) -> Applied:
+        ids: list[ChangeId] = []
         with self._write() as txn:
             self._load_clock(txn)
             now = self._clock_ms()
@@ -569,25 +574,38 @@ class Store:
                 clock=self.clock,
                 now_ms=now,
             )
-            for run in batch.runs:
-                self._store_new(txn, run)
+            self._store_new(txn, batch.runs)
             refolded = 0
-            for (kind, name), incoming in batch.by_object().items():
-                state, again = self._fold_in(txn, kind, name, incoming)
+            history: list[tuple[bytes, bytes]] = []
+            objects: list[tuple[bytes, bytes]] = []
+            for (kind, name), incoming in batch.objects.items():
+                okey = object_key(kind, name)
+                state, again = self._fold_in(txn, okey, kind, name, incoming, history=history)
+                objects.append((okey, state.encode()))
                 refolded += again
-                revision = state.revision
-                events.extend([ChangeApplied(c.id, kind, name, revision, False) for c in incoming])
+                rev = state.revision
+                folded = [c.id for c in incoming]
+                ids += folded
+                events += [_new(ChangeApplied, (cid, kind, name, rev, False)) for cid in folded]
+            txn.cursor(db=self._history).putmulti(history)
+            txn.cursor(db=self._objects).putmulti(objects)
             if batch.newest is not None:
                 self.clock.observe(batch.newest, physical_ms=now)
                 self._save_clock(txn)
-        return batch, refolded
+        return Applied(ids, batch.duplicates, refolded)
 
     def _fold_in(
-        self, txn: Any, kind: str, name: str, incoming: list[Change]
+        self,
+        txn: Any,
+        okey: bytes,
+        kind: str,
+        name: str,
+        incoming: list[Change],
+        *,
+        history: list[tuple[bytes, bytes]],
     ) -> tuple[ObjectState, int]:
-        """Fold new changes into an object; also says (1) if it had to fold from the start."""
-        okey = object_key(kind, name)
-        hprefix = okey + b"\0"
+        """Fold new changes into an object, adding their history entries to `history`; also
+        says (1) if it had to fold from the start."""
         rules = self.rules.get(kind, ())
         state = self._state_to_write(txn, okey, kind, name)
         incoming.sort(key=_SORT_KEY)
@@ -599,10 +617,10 @@ class Store:
             self._cache.keep(okey, state)
             incoming = sorted([*old, *incoming], key=_SORT_KEY)
             again = 1
+        hprefix = okey + b"\0"
+        add = history.append
         for c in incoming:
-            entry = apply_change(state, c, rules)
-            txn.put(history_key(hprefix, c), entry.encode(), db=self._history)
-        txn.put(okey, state.encode(), db=self._objects)
+            add((history_key(hprefix, c), apply_change(state, c, rules).encode()))
         return state, again
 
     # --- reads -------------------------------------------------------------------------------
