@@ -17,11 +17,19 @@ are computed again; a daemon calling `place` with an unchanged view skips that).
   the same 10,000 pod records by name, the least any order-independent decision costs.
 - ``max_pods_per_node_ratio``: after the cold start, the most pods on one node ÷ the mean (1.0
   is a perfect spread; placing each pod on a uniformly random node gives about 2 at this size).
+
+With root (and runc, ip, nft), a real lab of ``--lab-nodes`` daemons (5) adds
+``detect_dead_s``, ``detect_dead_all_s`` and ``replacement_start_s`` with their references, and
+what a partition shows while views disagree: ``split_duplicates`` and ``split_duplicate_s``
+(`bench/_placementlab.py`); ``--no-lab`` leaves them out, ``--quick`` takes one sample and a
+3-node partition.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import statistics
 import sys
@@ -132,18 +140,28 @@ def run(*, quick: bool, seed: int) -> Report:
     return report
 
 
+def _quiet() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
     parser.add_argument("--seed", type=int, default=1, help="cluster seed (default 1)")
+    parser.add_argument("--no-lab", action="store_true", help="leave out the real-lab figures")
+    parser.add_argument("--lab-nodes", type=int, default=5, help="daemons in the lab (5)")
+    parser.add_argument("--lab-samples", type=int, default=None, help="node losses (3; quick 1)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    if args.json:
+    with Console(stderr=True).status("placing…") if not args.json else _quiet():
         report = run(quick=args.quick, seed=args.seed)
-    else:
-        with Console(stderr=True).status("placing…"):
-            report = run(quick=args.quick, seed=args.seed)
+        if not args.no_lab and os.geteuid() == 0:
+            from bench._placementlab import node_loss, split_views
+
+            samples = args.lab_samples or (1 if args.quick else 3)
+            node_loss(report, nodes=args.lab_nodes, samples=samples)
+            split_views(report, nodes=3 if args.quick else args.lab_nodes)
     elapsed = time.perf_counter() - t0
     emit(report, title="edgenode placement", elapsed=elapsed, quick=args.quick, as_json=args.json)
     return 0

@@ -440,7 +440,11 @@ class _Placer:
             if previous == chosen or (
                 back is not None
                 and back.state == "alive"
-                and (p.on_return == "keep-replacement" or _mismatch(p, back) is not None)
+                and (
+                    p.on_return == "keep-replacement"
+                    or not back.schedulable
+                    or _mismatch(p, back) is not None
+                )
             ):
                 previous = None  # home again, or back alive and not to be gone back to
             text = (

@@ -429,6 +429,17 @@ def test_keep_original_does_not_go_back_to_a_cordoned_original() -> None:
     assert plan.move == () and [s.pod for s in plan.settle] == ["db"]
 
 
+def test_a_pod_moved_off_a_lost_node_forgets_a_cordoned_original_at_once() -> None:
+    # Its original n3 is alive but cordoned: it would never go back, so nothing is left to settle.
+    pod = PodWants(
+        "db", lost_after=0.0, on_return="keep-original", assignment=on("n0", previous="n3")
+    )
+    nodes = [node("n3", schedulable=False), node("n1")]
+    [move] = place([pod], nodes, now=0.0).move
+    assert (move.target, move.previous) == ("n1", None)
+    assert writes(place(apply([pod], place([pod], nodes, now=0.0)), nodes, now=0.0)) == []
+
+
 # -- properties -----------------------------------------------------------------------------
 
 NODE_NAMES = [f"n{i}" for i in range(6)]
