@@ -262,12 +262,16 @@ def place(
     *,
     now: float,
     majority: bool = False,
+    majority_since: float = 0.0,
 ) -> Plan:
     """The placement decisions for `pods` given the membership view `nodes`, at `now`.
 
     `majority`: pods leave a lost node only while the view holds a majority of its nodes
     alive (`holds_majority`); otherwise they wait, reason ``no-majority``. Off, any view
-    replaces the pods of the nodes it has lost, however few nodes it sees.
+    replaces the pods of the nodes it has lost, however few nodes it sees. `majority_since`:
+    when the view last came to hold a majority; a loss counts from then at the earliest (a
+    node back from a partition held the others dead while it could not tell their death from
+    its own isolation: those it still holds dead get their `lostAfter` to show up again).
 
     Raises `PlacementError` (and decides nothing) on duplicate names or negative sizes."""
     by_pod = _by_name(pods, "pod")
@@ -279,7 +283,9 @@ def place(
                 f"memory={p.memory}, lost_after={p.lost_after}; nothing was decided"
             )
     takeover = not majority or holds_majority(view.values())
-    return _Placer(view, now, takeover=takeover).run([by_pod[n] for n in sorted(by_pod)])
+    lost_from = majority_since if majority else 0.0
+    placer = _Placer(view, now, takeover=takeover, lost_from=lost_from)
+    return placer.run([by_pod[n] for n in sorted(by_pod)])
 
 
 def holds_majority(nodes: Iterable[NodeView]) -> bool:
@@ -299,11 +305,14 @@ def holds_majority(nodes: Iterable[NodeView]) -> bool:
 class _Placer:
     """One `place` call: the loads, the rings and the buckets as they fill."""
 
-    def __init__(self, view: dict[str, NodeView], now: float, *, takeover: bool) -> None:
+    def __init__(
+        self, view: dict[str, NodeView], now: float, *, takeover: bool, lost_from: float
+    ) -> None:
         self.view = view
         self.names = tuple(sorted(view))
         self.now = now
         self.takeover = takeover
+        self.lost_from = lost_from
         self.load: dict[str, list[int]] = {n: [0, 0] for n in view}
         self.rings: dict[tuple[tuple[str, str], ...], _Ring] = {}
         self.keep: list[str] = []
@@ -397,7 +406,7 @@ class _Placer:
             # Lost since the later of its node's loss and the assignment: a pod assigned to a
             # node this view holds dead was assigned by a view that saw the node alive then
             # (a node back from the dead moving its pods home), so it gets its lostAfter too.
-            since = a.at if node is None else max(node.since, a.at)
+            since = max(a.at if node is None else max(node.since, a.at), self.lost_from)
             lost = f"not in the membership view since it was assigned at {a.at:g}"
             if node is not None:
                 lost = f"{node.state} since {node.since:g}"

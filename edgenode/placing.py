@@ -14,7 +14,10 @@ longer does. The plan is kept (`last`) so `why` can say why a pod waits.
 By default (`majority=True`) the pods of a lost node move only while this node's view holds a
 majority of the cluster's nodes alive (`edgenode._placement.holds_majority`): a node cut off
 from the mesh, or restarted without network, keeps running its own pods and takes no one
-else's. A lone node (no mesh) sees only itself, and places every pod that fits it.
+else's. When its view comes to hold a majority again (a partition heals), the nodes it still
+holds dead get their pods' `lostAfter` from that moment before anything moves: it held them
+dead while it could not tell their death from its own isolation, and membership needs a
+moment to merge. A lone node (no mesh) sees only itself, and places every pod that fits it.
 
 A pod whose stored spec does not parse is left out of placement (it keeps its assignment, if
 any) and logged once per spec; `why` says it.
@@ -29,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from edgenode._placement import Plan, PodWants, Waiting, my_actions, place
+from edgenode._placement import Plan, PodWants, Waiting, holds_majority, my_actions, place
 from edgenode._placement_inputs import (
     assignment_of,
     assignment_ops,
@@ -69,6 +72,9 @@ class NodePlacement:
         self.unparsable: dict[str, str] = {}
         """Pods left out of placement, with the reason."""
         self._wants: dict[str, tuple[str, PodWants | None]] = {}
+        self._held = False
+        self.majority_since = started_at
+        """When this node's view last came to hold a majority (`place`'s `majority_since`)."""
 
     def waiting(self, pod: str) -> Waiting | None:
         """Why pod `pod` waits for a node, as of the last round, or None."""
@@ -106,7 +112,14 @@ class NodePlacement:
         views = node_views(
             self.store.list_objects("Node"), members, me=self.me, since=self.started_at
         )
-        plan = place(wants, views, now=round(now, 3), majority=self.majority)
+        now = round(now, 3)
+        held = holds_majority(views)
+        if held and not self._held:
+            self.majority_since = now
+        self._held = held
+        plan = place(
+            wants, views, now=now, majority=self.majority, majority_since=self.majority_since
+        )
         self.last = plan
         outcome = Outcome(plan)
         mine = my_actions(plan, self.me)

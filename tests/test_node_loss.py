@@ -258,3 +258,58 @@ def test_a_rollout_across_the_mesh_steps_pauses_and_aborts_back(lab: Lab) -> Non
         timeout=90,
         what="three v2 pods and no v1",
     )
+
+
+def test_a_node_cut_off_keeps_running_its_pods_and_duplicates_end_after_the_heal(
+    lab: Lab,
+) -> None:
+    wait_for(lambda: everyone_alive(lab), timeout=60, what="the mesh")
+    apply(lab, "n1", POD.format(name="island", extra=policy("keep-replacement")))
+    alone = placed(lab, "island")
+    rest = [n for n in NODES if n != alone]
+    # A reschedule pod on the other side: pinned there first, then let go (no cause to move).
+    apply(lab, "n1", POD.format(name="mainland", extra=f"node: {rest[0]}"))
+    wait_for(lambda: runs_on(lab, rest[0], "mainland"), timeout=60, what="mainland running")
+    apply(lab, "n1", POD.format(name="mainland", extra=policy("keep-original")))
+    wait_for(
+        lambda: ((pod(lab, alone, "mainland") or {}).get("spec") or {}).get("node") is None,
+        timeout=10,
+        what="mainland let go, seen by the node to be cut off",
+    )
+    lab.partition([[alone], rest])
+    try:
+        wait_for(
+            lambda: (
+                state_seen(lab, rest[0], alone) == "dead"
+                and state_seen(lab, alone, rest[0]) == "dead"
+            ),
+            timeout=60,
+            what="both sides to hold the other dead",
+        )
+        # The majority replaces it; the cut-off node keeps its copy and takes nothing.
+        wait_for(
+            lambda: any(runs_on(lab, n, "island") for n in rest),
+            timeout=LOST_AFTER_S + START_SLACK_S,
+            what="a replacement on the majority side",
+        )
+        assert held_by_sandbox(lab, alone, "island")  # two copies while views disagree
+        assert runs_on(lab, alone, "island")  # as far as the cut-off node knows, it is its
+        why = lab.cli(alone, "why", "pod/island")
+        assert why.returncode == 0 and "is running" in why.stdout, why
+        # The other side's pods are lost to it, but it has no majority: it takes none.
+        time.sleep(LOST_AFTER_S + 1)
+        assert not held_by_sandbox(lab, alone, "mainland")
+        why = lab.cli(alone, "why", "pod/mainland")
+        assert why.returncode == 0 and "no majority" in why.stdout, why
+    finally:
+        healed = time.monotonic()
+        lab.heal()
+    wait_for(
+        lambda: not held_by_sandbox(lab, alone, "island"),
+        timeout=60,
+        what="the cut-off node to stop its copy once it hears of the move",
+    )
+    print(f"duplicate ended {time.monotonic() - healed:.1f} s after the heal")
+    history = lab.cli(rest[0], "history", "pod/island").stdout
+    holders = [n for n in NODES if held_by_sandbox(lab, n, "island")]
+    assert len(holders) == 1 and holders != [alone], (holders, history)

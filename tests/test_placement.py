@@ -398,6 +398,18 @@ def test_with_majority_new_pods_are_still_placed_on_a_minority_side() -> None:
     assert [(a.pod, a.node) for a in plan.assign] == [("new", "n1")]
 
 
+def test_a_view_back_in_a_majority_gives_the_nodes_it_holds_dead_their_lost_after_again() -> None:
+    # n1 was cut off: it held n4 dead since 50 while it could not tell that from its own
+    # isolation. Its view holds a majority again from 100 (n2, n3 are back); n4 has not
+    # merged yet. Its pod moves only at 100 + lostAfter, not at once.
+    pod = PodWants("web", lost_after=3.0, assignment=on("n4", at=40.0))
+    nodes = [node("n1"), node("n2"), node("n3"), node("n4", "dead", since=50.0)]
+    [wait] = place([pod], nodes, now=101.0, majority=True, majority_since=100.0).waiting
+    assert (wait.reason, wait.until) == ("lost-node", 103.0)
+    moved = place([pod], nodes, now=103.0, majority=True, majority_since=100.0).move
+    assert [m.pod for m in moved] == ["web"]
+
+
 def test_an_even_split_gives_the_majority_to_the_side_holding_the_first_node() -> None:
     first = [node("a"), node("b"), node("c", "dead"), node("d", "dead")]
     second = [node("a", "dead"), node("b", "dead"), node("c"), node("d")]

@@ -178,6 +178,7 @@ def test_a_node_takes_over_a_lost_nodes_pod_after_lost_after_with_a_majority(
     for pod in (web, "cam"):
         store.commit("Pod", pod, [Op("set", ("assignment", "node"), "n3")], manager="placement")
     placement = NodePlacement(store, started_at=0.0)
+    assert placement.run({"n2": ("alive", 0.0), "n3": ("alive", 0.0)}, now=1.0).written == []
     members = {"n2": ("alive", 0.0), "n3": ("dead", 50.0)}
     assert placement.run(members, now=55.0).written == []
     assert placement.last is not None and placement.last.next_wake == 60.0
@@ -214,3 +215,19 @@ def test_a_pod_whose_stored_spec_does_not_parse_is_left_out_and_said_why(
     placement = NodePlacement(store, started_at=0.0)
     assert placement.run({}, now=1.0).written == []
     assert "odd" in placement.unparsable
+
+
+def test_regaining_a_majority_restarts_the_loss_clock_of_nodes_still_held_dead(
+    tmp_path: Path,
+) -> None:
+    store = open_node(tmp_path / "s", "n1")
+    create(store, "web", onNodeLoss={"policy": "reschedule", "lostAfter": "5s"})
+    store.commit("Pod", "web", [Op("set", ("assignment", "node"), "n4")], manager="placement")
+    placement = NodePlacement(store, started_at=0.0)
+    cut_off = {"n2": ("dead", 10.0), "n3": ("dead", 10.0), "n4": ("dead", 10.0)}
+    assert placement.run(cut_off, now=50.0).written == []  # no majority
+    back = {"n2": ("alive", 60.0), "n3": ("alive", 60.0), "n4": ("dead", 10.0)}
+    assert placement.run(back, now=60.0).written == []
+    assert placement.majority_since == 60.0
+    wait = placement.waiting("web")
+    assert wait is not None and (wait.reason, wait.until) == ("lost-node", 65.0)
