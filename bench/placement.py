@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="cluster seed (default 1)")
     parser.add_argument("--no-lab", action="store_true", help="leave out the real-lab figures")
     parser.add_argument("--lab-nodes", type=int, default=5, help="daemons in the lab (5)")
-    parser.add_argument("--lab-samples", type=int, default=None, help="node losses (3; quick 1)")
+    parser.add_argument("--lab-samples", type=int, default=None, help="node losses (5; quick 1)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     with Console(stderr=True).status("placing…") if not args.json else _quiet():
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_lab and os.geteuid() == 0:
             from bench._placementlab import node_loss, split_views
 
-            samples = args.lab_samples or (1 if args.quick else 3)
+            samples = args.lab_samples or (1 if args.quick else 5)
             node_loss(report, nodes=args.lab_nodes, samples=samples)
             split_views(report, nodes=3 if args.quick else args.lab_nodes)
     elapsed = time.perf_counter() - t0

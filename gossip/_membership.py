@@ -22,7 +22,8 @@ caller drains what to send as datagrams (`messages_to_send`) and over a reliable
   ``suspicion_max_timeout_mult`` times that, shorter the more other members confirm it
   (`gossip._membership_detection` has the formula). A member that hears it is suspected (or
   dead, or left) at an incarnation at least its own refutes: it raises its incarnation above
-  it and gossips itself alive.
+  it and gossips itself alive at once, in a gossip message to as many random members as a
+  claim is retransmitted to (its suspectors' timeouts are running).
 - **Local health (Lifeguard).** ``lhm`` in ``0..max_local_health`` measures how much to
   distrust our own view: +1 when we had to refute a suspicion of ourselves, +1 for each nack a
   failed probe's helpers did not send (or +1 for a failed probe that had no helpers), −1 for
@@ -196,9 +197,7 @@ class Membership:
         self._set(Member(self._me, MemberState.LEFT, me.incarnation, me.meta))
         self._gossip.queue.clear()
         self._enqueue(Update(MemberState.LEFT, self._me, me.incarnation))
-        others = sorted(n for n in self._members if self._probeable(n))
-        for node in self._rng.sample(others, min(len(others), self._retransmit_limit())):
-            self._send(node, Message(Kind.GOSSIP))
+        self._gossip_now()
         self._probe = None
         self._next_probe_at = self._next_push_pull_at = None
         self._relays.clear()
@@ -570,6 +569,9 @@ class Membership:
         elif update.incarnation >= mine:
             self._health(+1)
             self._refute(update.incarnation)
+            # At once, not with the next probe: the suspectors' timeouts are running, and a
+            # member back from a short outage may not be probed by them before they end.
+            self._gossip_now()
         else:  # someone still holds a suspicion we already refuted: tell it again
             self._enqueue(self._self_update())
 
@@ -577,6 +579,12 @@ class Membership:
         incarnation = min(seen + 1, MAX_INCARNATION)
         self._set(Member(self._me, MemberState.ALIVE, incarnation, self._members[self._me].meta))
         self._enqueue(self._self_update())
+
+    def _gossip_now(self) -> None:
+        """Send the queued claims now, to as many random members as a claim is retransmitted."""
+        others = sorted(n for n in self._members if self._probeable(n))
+        for node in self._rng.sample(others, min(len(others), self._retransmit_limit())):
+            self._send(node, Message(Kind.GOSSIP))
 
     def _self_update(self) -> Update:
         return self._record(self._members[self._me])

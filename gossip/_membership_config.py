@@ -37,10 +37,10 @@ class MembershipError(ValueError):
 class MembershipConfig:
     """Tuning of the membership protocol. The defaults suit a LAN of up to a few hundred nodes."""
 
-    probe_interval_s: float = 1.0
+    probe_interval_s: float = 0.8
     """Seconds per protocol period (one probe each), before local-health scaling; > 0. Lower
     detects failures sooner at the cost of more traffic; it also scales suspicion timeouts."""
-    probe_timeout_s: float = 0.5
+    probe_timeout_s: float = 0.4
     """Seconds to wait for a direct ack before asking helpers, before local-health scaling;
     > 0 and < probe_interval_s. Set it above the network's round trip (p99). Helpers nack after
     0.8 × this, so nacks arrive in time only if 1.8 × this ≤ probe_interval_s."""

@@ -308,7 +308,7 @@ def test_suspicion_waits_for_the_reliable_ack_up_to_one_period_after_the_fallbac
     # The fallback ping leaves at probe_timeout_s (0.5 s) into the period and is given one
     # period (1 s): a 0.8 s round trip answers after the probe's period ended but in time; a
     # 1.2 s one does not.
-    net = Net(names(2))
+    net = Net(names(2), config=MembershipConfig(probe_interval_s=1.0, probe_timeout_s=0.5))
     net.start("n0")
     net.run_until(lambda: everyone_sees_everyone(net), 5.0)
     net.lossy.add(frozenset((NodeId("n0"), NodeId("n1"))))
