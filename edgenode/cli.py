@@ -18,7 +18,7 @@ import click
 from edgenode import __version__
 
 COMMANDS: dict[str, str] = {
-    "up": "edgenode.verbs:up",
+    "up": "edgenode.upverb:up",
     "apply": "edgenode.verbs:apply",
     "get": "edgenode.verbs:get",
     "describe": "edgenode.verbs:describe",

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from edgenode import local
-from edgenode._deployments import is_writer, orphans, plan_deployment
+from edgenode._deployments import DeploymentPlan, is_writer, orphans, plan_deployment
 from edgenode._expand import expand
 from edgenode.local import deployment_owner
 from edgenode.objects import ObjectError
@@ -121,7 +121,7 @@ class DeploymentControl:
         author = local.user_author(self.state_dir)
         return {"author": author.name, "author_key": author.key} if author else {}
 
-    def _write(self, plan: Any, doc: dict[str, Any]) -> bool:
+    def _write(self, plan: DeploymentPlan, doc: dict[str, Any]) -> bool:
         name = plan.name
         author = self._author()
         try:
