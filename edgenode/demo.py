@@ -210,8 +210,8 @@ def _replicated(lab_name: str, out: Console) -> None:
     out.print(
         f"\n{last} holds the same desired state "
         f"(edgenode get pods --lab {lab_name} --node {last}): "
-        f"{', '.join(pods)}; each pod runs on the node it names or where it was created, "
-        "until placement decides across the mesh."
+        f"{', '.join(pods)}; every node places pods with the same function over that state, "
+        "and each runs what is assigned to it (the NODE column)."
     )
 
 
