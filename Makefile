@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs (grows as features land).
-APT_PACKAGES ?= python3 python3-venv python3-dev gcc libc6-dev runc crun runsc tini busybox-static umoci skopeo nftables iproute2
+APT_PACKAGES ?= python3 python3-venv python3-dev gcc libc6-dev runc crun runsc tini busybox-static umoci skopeo nftables iproute2 iputils-ping iperf3
 STATE_DIR ?= /var/lib/edgenode-demo
 
 .PHONY: up down install test lint typecheck unit bench clean
