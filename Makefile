@@ -53,7 +53,7 @@ unit:
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/store.py
+	bench/run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -55,6 +55,22 @@ class Report:
         if reference is not None:
             self.values[reference[0]] = reference[1]
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Each figure with its unit, target, whether met and its reference: the ``figures``
+        of every benchmark's JSON, which `bench/run` combines into one table."""
+        return [
+            {
+                "name": f.name,
+                "value": f.value,
+                "unit": f.unit,
+                "target": f.target,
+                "met": f.met,
+                "reference": f.reference,
+                "reference_value": f.reference_value,
+            }
+            for f in self.figures
+        ]
+
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values."""
@@ -143,6 +159,7 @@ def emit(
         out: dict[str, Any] = dict(report.values)
         out.update(extra or {})
         out.update(machine=facts, sizes=report.sizes, quick=quick, seconds=elapsed)
+        out["figures"] = report.rows()
         print(json.dumps(out))
         return
     sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())

@@ -610,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick=args.quick,
             seconds=elapsed,
         )
+        out["figures"] = report.rows()
         print(json.dumps(out))
     else:
         show(report, facts, outcome.where, elapsed, quick=args.quick)

@@ -528,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         out: dict[str, Any] = dict(report.values)
         out.update(machine=facts, sizes=report.sizes, quick=args.quick, seconds=elapsed)
+        out["figures"] = report.rows()
         print(json.dumps(out))
     else:
         show(report, facts, where, elapsed, quick=args.quick)
