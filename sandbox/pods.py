@@ -43,12 +43,10 @@ from sandbox import logs as _logs
 from sandbox._apparmor import PROFILE_NAME
 from sandbox._classes import adapt_config, runtime_argv, supports_live_update
 from sandbox._exec import joins_network_late, without_network
-from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage
+from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage, process_args, process_user
 from sandbox._lifecycle import Backoff
 from sandbox._oci import (
-    DEFAULT_GID,
     DEFAULT_PIDS,
-    DEFAULT_UID,
     ContainerSpec,
     IdRange,
     PodSandbox,
@@ -136,27 +134,6 @@ def _def_from_json(raw: Mapping[str, Any]) -> PodDef:
 
 
 # -- building a container -------------------------------------------------------------------
-
-
-def process_args(c: ContainerDef, image: ResolvedImage) -> list[str]:
-    """The command line, as Kubernetes combines them: `command` replaces the image's entrypoint
-    (and drops its cmd), `args` replaces the image's cmd."""
-    if c.command is not None:
-        return [*c.command, *(c.args or ())]
-    return [*image.config.entrypoint, *(c.args if c.args is not None else image.config.cmd)]
-
-
-def process_user(c: ContainerDef, image: ResolvedImage) -> tuple[int, int]:
-    """The spec's user; else the image's if numeric and not root; else 1000:1000. An image
-    that asks for root does not get it without the spec's run-as-root."""
-    if c.user is not None:
-        return c.user
-    uid_s, _, gid_s = image.config.user.partition(":")
-    if uid_s.isdigit() and int(uid_s) != 0:
-        uid = int(uid_s)
-        gid = int(gid_s) if gid_s.isdigit() and int(gid_s) != 0 else uid
-        return uid, gid
-    return DEFAULT_UID, DEFAULT_GID
 
 
 RUNTIME_ROOT = Path("/run/edgenode-runtime")
