@@ -4,7 +4,8 @@ The table (pod -> port name -> number, see `sandbox._ports`) is a `sandbox.table
 changed under a lock and replaced atomically, so a crash leaves the old table or the new one,
 and two processes allocating at once never get the same number. A new port skips the numbers
 something already listens on in the node's network (`bound_on_node`): it tries to bind each
-candidate, TCP and UDP, IPv4 and IPv6, and takes the first one every bind accepts.
+candidate, TCP and UDP, IPv4 and IPv6, as a server would, and takes the first one every bind
+accepts.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def _ports(raw: object) -> PortTableData:
 
 def bound_on_node(port: int) -> bool:
     """Whether something in this network namespace holds `port` (TCP or UDP, IPv4 or IPv6):
-    a bind of it is refused as in use (or not allowed). A family the node lacks (no IPv6) is
-    skipped."""
+    a bind of it, as a server binds (TCP with SO_REUSEADDR, so only a listener or a socket
+    bound without it counts, not connections closing in TIME_WAIT), is refused as in use (or
+    not allowed). A family the node lacks (no IPv6) is skipped."""
     for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             try:
@@ -48,6 +50,9 @@ def bound_on_node(port: int) -> bool:
                 if family == socket.AF_INET6:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if kind == socket.SOCK_STREAM:
+                    # As servers bind: a port left in TIME_WAIT by a pod that is gone is free.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind((host, port))
                 except OSError as exc:

@@ -204,3 +204,16 @@ def test_a_port_another_program_holds_is_seen_as_bound(
         port = held.getsockname()[1]
         assert bound_on_node(port)
     assert not bound_on_node(port)
+
+
+def test_a_port_left_closing_by_a_server_that_is_gone_is_free_again() -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _ = server.accept()
+            conn.close()  # the server's side closes first: its port stays in TIME_WAIT
+            client.recv(1)
+    assert not bound_on_node(port)
