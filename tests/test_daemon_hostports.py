@@ -12,14 +12,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from daemonkit import wait_for
-from labkit import call, named_lab
+from labkit import named_lab, pod
 
-from edgenode._protocol import ApiError
 from edgenode.cli import cli
 from edgenode.lab import Lab
 
@@ -73,14 +71,6 @@ def delete(lab: Lab, *names: str) -> None:
             return pod(lab, "n1", n) is None and not (lab.state_dir("n1") / "pods" / n).exists()
 
         wait_for(gone, timeout=60, what=f"pod {name} and its sandbox gone")
-
-
-def pod(lab: Lab, node: str, name: str) -> dict[str, Any] | None:
-    try:
-        [doc] = call(lab, node, "get", kind="pod", name=name)
-    except ApiError:
-        return None
-    return dict(doc)
 
 
 def host_ports(lab: Lab, node: str, name: str) -> dict[str, int]:
