@@ -94,13 +94,13 @@ from bench._report import machine as base_machine  # noqa: E402
 from sandbox._apparmor import PROFILE_NAME  # noqa: E402
 from sandbox._classes import adapt_config, runtime_argv  # noqa: E402
 from sandbox._ids import block_range  # noqa: E402
-from sandbox._image import INIT_PATH, ResolvedImage  # noqa: E402
+from sandbox._image import INIT_PATH, ResolvedImage, process_args, process_user  # noqa: E402
 from sandbox._oci import DEFAULT_PIDS, ContainerSpec, PodSandbox, runtime_config  # noqa: E402
 from sandbox._spec import ContainerDef, PodDef  # noqa: E402
 from sandbox.busybox import ensure_busybox  # noqa: E402
 from sandbox.images import ImageStore  # noqa: E402
 from sandbox.netns import NETNS_DIR  # noqa: E402
-from sandbox.pods import Sandbox, process_args, process_user  # noqa: E402
+from sandbox.pods import Sandbox  # noqa: E402
 from sandbox.runtimes import cgroup_mode, detect, require  # noqa: E402
 
 log = structlog.get_logger("bench.sandbox")

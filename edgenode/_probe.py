@@ -77,15 +77,20 @@ class ExecProbe:
     command: tuple[str, ...]
 
 
+Port = int | str
+"""A port number, or the name of a host port whose number the node allocated (`network:
+host-ports`), which the shell looks up."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpProbe:
     path: str
-    port: int
+    port: Port
 
 
 @dataclass(frozen=True, slots=True)
 class TcpProbe:
-    port: int
+    port: Port
 
 
 Check = ExecProbe | HttpProbe | TcpProbe

@@ -54,6 +54,7 @@ from edgenode.placing import NodePlacement
 from edgenode.podspec import pod_def, stored_pod
 from edgenode.probes import Probes
 from sandbox._lifecycle import Backoff
+from sandbox._ports import DEFAULT_RANGE, PortRange
 from sandbox._spec import PodDef
 from sandbox.busybox import ensure_busybox
 from sandbox.host import features
@@ -105,6 +106,7 @@ class Daemon:
         mesh: Mapping[str, Any] | None = None,
         capacity: Mapping[str, str] | None = None,
         majority: bool = True,
+        host_ports: PortRange = DEFAULT_RANGE,
     ) -> None:
         self.state_dir = state_dir
         self.mesh_options = dict(mesh or {})
@@ -120,7 +122,7 @@ class Daemon:
         self.placement = NodePlacement(self.store, started_at=time.time(), majority=majority)
         self.deployments = DeploymentControl(self.store, state_dir)
         self.images = ImageStore(state_dir / "images", in_use=self._image_users)
-        self.sandbox = Sandbox(state_dir, self.images, backoff=self.backoff)
+        self.sandbox = Sandbox(state_dir, self.images, backoff=self.backoff, host_ports=host_ports)
         from edgenode.podflows import PodFlows  # noqa: PLC0415 - imports the workflow engine
 
         self.flows = PodFlows(self)
@@ -461,6 +463,8 @@ class Daemon:
         else:
             phase = "Pending"
         status: dict[str, Any] = {"phase": phase, "node": self.name, "containers": containers}
+        if state.host_ports:
+            status["hostPorts"] = dict(state.host_ports)
         status["ready"] = all(c["ready"] for c in containers.values())
         waiting = self.state.waiting.get(name, {})
         messages = [f"{c}: {w.message}" for c, w in sorted(waiting.items()) if w.message]

@@ -65,6 +65,12 @@ def _restarts(o: dict[str, Any]) -> str:
     return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
 
 
+def _host_ports(o: dict[str, Any]) -> str:
+    """`web=30000,admin=30001`: the node's ports a host-ports pod holds, from its status."""
+    ports = _status(o).get("hostPorts") or {}
+    return ",".join(f"{name}={number}" for name, number in sorted(ports.items())) or "<none>"
+
+
 def _versions_ready(o: dict[str, Any]) -> str:
     """`v1 2/2 v2 0/1`: each version's ready replicas of those it should have."""
     versions = (o.get("spec") or {}).get("versions") or {}
@@ -120,6 +126,7 @@ WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
                 c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
             ),
         ),
+        ("PORTS", _host_ports),
         ("MESSAGE", lambda o: _status(o).get("message", "")),
     ],
 }

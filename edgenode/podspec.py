@@ -26,6 +26,7 @@ from edgenode.objects import (
     container_relaxations,
     cpu_millis,
     duration_seconds,
+    host_port_names,
     memory_bytes,
     parse_document,
     pod_relaxations,
@@ -106,10 +107,11 @@ def pod_def(name: str, spec: PodSpec) -> PodDef:
         grace_s=float(spec.termination_grace_period_seconds),
         runtime_class=spec.runtime_class,
         relaxations=pod_relaxations(spec),
+        host_ports=host_port_names(spec),
     )
 
 
-def _probe_spec(container: Container) -> ProbeSpec | None:
+def _probe_spec(container: Container, *, host_ports: bool) -> ProbeSpec | None:
     probe = container.readiness
     if probe is None:
         return None
@@ -119,7 +121,8 @@ def _probe_spec(container: Container) -> ProbeSpec | None:
     else:
         target = probe.http or probe.tcp
         assert target is not None  # exactly one check: pod_spec_problems says so
-        port = port_number(container, target.port)
+        # A named host port is numbered by the node: the prober looks its number up.
+        port = target.port if host_ports else port_number(container, target.port)
         assert port is not None  # a named port exists: pod_spec_problems says so
         check = HttpProbe(probe.http.path, port) if probe.http is not None else TcpProbe(port)
     return ProbeSpec(
@@ -137,7 +140,10 @@ def probe_specs(name: str, spec: PodSpec) -> dict[str, ProbeSpec]:
     numbers); a container without `readiness` has none. Raises `PodSpecError` like
     `pod_def`."""
     _check(name, spec)
-    specs = {c: _probe_spec(container) for c, container in spec.containers.items()}
+    host_ports = spec.network == "host-ports"
+    specs = {
+        c: _probe_spec(container, host_ports=host_ports) for c, container in spec.containers.items()
+    }
     return {c: s for c, s in specs.items() if s is not None}
 
 

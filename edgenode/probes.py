@@ -93,7 +93,7 @@ class SeenPod(Protocol):
     def containers(self) -> Mapping[str, SeenContainer]: ...
 
 
-_Target = tuple[Check, str | None, list[str], Path | None]
+_Target = tuple[Check, str | None, list[str], Path | None, int | None]
 
 
 @dataclass
@@ -107,7 +107,8 @@ class _Probe:
     """Set when the core's timings changed: the sleeping task looks at its timer again."""
     task: asyncio.Task[None] | None = None
     target: _Target | None = None
-    """(check, network namespace, exec argv, pid file): where the check goes, once found."""
+    """(check, network namespace, exec argv, pid file, port number): where the check goes,
+    once found."""
 
 
 class Probes:
@@ -263,22 +264,23 @@ class Probes:
     async def _check(self, probe: _Probe, spec: ProbeSpec) -> str | None:
         """None if the check passed, else what went wrong (a timeout cancels it)."""
         try:
-            check, ns, argv, pid_file = await self._target(probe, spec)
+            check, ns, argv, pid_file, port = await self._target(probe, spec)
         except (SandboxError, OSError, KeyError, ValueError) as exc:
             # The pod went away under the check: the next look stops probing it.
             return f"cannot reach the container: {exc}"
         if isinstance(check, ExecProbe):
             assert pid_file is not None
             return await _exec(argv, pid_file)
+        assert port is not None
         request = None
         if isinstance(check, HttpProbe):
             request = (
-                f"GET {check.path} HTTP/1.1\r\nHost: localhost:{check.port}\r\n"
+                f"GET {check.path} HTTP/1.1\r\nHost: localhost:{port}\r\n"
                 "User-Agent: edgenode-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
             ).encode()
         assert isinstance(check, HttpProbe | TcpProbe)
         try:
-            return await _connect(ns, check.port, request)
+            return await _connect(ns, port, request)
         except OSError as exc:  # NetnsError: the namespace is gone
             return f"cannot enter the pod's network: {exc}"
 
@@ -289,10 +291,15 @@ class Probes:
                 argv, pid_file = await asyncio.to_thread(
                     sandbox.exec_argv, probe.pod, probe.container, spec.check.command
                 )
-                probe.target = (spec.check, None, argv, pid_file)
+                probe.target = (spec.check, None, argv, pid_file, None)
             else:
                 state = await asyncio.to_thread(sandbox.state, probe.pod)
-                probe.target = (spec.check, state.netns, [], None)
+                port = spec.check.port
+                if isinstance(port, str):  # a host port: the number the node allocated it
+                    if port not in state.host_ports:
+                        raise SandboxError(f"pod {probe.pod} holds no host port {port}")
+                    port = state.host_ports[port]
+                probe.target = (spec.check, state.netns, [], None, port)
         return probe.target
 
     # -- what the node reports -----------------------------------------------------------------

@@ -43,10 +43,14 @@ def run_daemon(
     mesh: dict[str, Any] | None = None,
     capacity: dict[str, str] | None = None,
     majority: bool = True,
+    host_ports: str | None = None,
 ) -> int:
+    """Run the daemon until SIGTERM or SIGINT; `host_ports`: the range of host ports it
+    allocates (``30000-32767``), already checked by the CLI."""
     configure_logging()
     from edgenode.daemon import Daemon, install_signal_handlers  # noqa: PLC0415
     from sandbox._lifecycle import Backoff  # noqa: PLC0415
+    from sandbox._ports import DEFAULT_RANGE, parse_range  # noqa: PLC0415
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -60,6 +64,7 @@ def run_daemon(
             mesh=mesh,
             capacity=capacity,
             majority=majority,
+            host_ports=parse_range(host_ports) if host_ports else DEFAULT_RANGE,
         )
         await daemon.run(stop)
 

@@ -1,8 +1,9 @@
 """`edgenode up`: run this node's daemon in the foreground.
 
 Its options are the daemon's settings: where its state and socket are, its name, the timers of
-its reconciler, its mesh (QUIC port, seeds, discovery), what it offers pods (cpu, memory) and
-when it replaces the pods of lost nodes. Everything else it needs is in its state directory.
+its reconciler, its mesh (QUIC port, seeds, discovery), what it offers pods (cpu, memory, the
+range of host ports), and when it replaces the pods of lost nodes. Everything else it needs is
+in its state directory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ import click
 
 from edgenode.client import DEFAULT_STATE_DIR
 from edgenode.verbs import socket_option
+
+
+def _port_range(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback that checks a host port range (`30000-32767`)."""
+    from sandbox._ports import PortRangeError, parse_range  # noqa: PLC0415
+
+    try:
+        parse_range(value)
+    except PortRangeError as exc:
+        raise click.BadParameter(f"{exc}. Nothing was started.") from None
+    return value
 
 
 def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
@@ -109,6 +121,15 @@ def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None
     "the cluster's nodes alive (a node cut off keeps its own pods and takes no others), or "
     "whenever it sees their node lost.",
 )
+@click.option(
+    "--host-ports",
+    default="30000-32767",
+    show_default=True,
+    callback=_port_range,
+    metavar="FIRST-LAST",
+    help="The ports this node allocates to pods with network: host-ports, each to one pod "
+    "(docs/host-ports.md).",
+)
 def up(
     *,
     state_dir: Path,
@@ -125,6 +146,7 @@ def up(
     cpu: str | None,
     memory: str | None,
     takeover: str,
+    host_ports: str,
 ) -> None:
     """Run this node's daemon in the foreground (JSON logs on stderr).
 
@@ -151,5 +173,6 @@ def up(
             },
             capacity={k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None},
             majority=takeover == "majority",
+            host_ports=host_ports,
         )
     )

@@ -71,3 +71,6 @@ class PodDef:
     runtime_class: str = "runc"
     relaxations: frozenset[str] = frozenset()
     """Pod-wide relaxations: ``host-network``, ``no-user-namespace``."""
+    host_ports: tuple[str, ...] = ()
+    """Names of the ports the node allocates numbers for (``network: host-ports``, with
+    ``host-network``), sorted; every container gets ``PORT_<NAME>`` (`sandbox._ports`)."""

@@ -12,9 +12,10 @@ action per container:
   stopped with its grace period and started again from the new definition, in the same sandbox;
 - ``create`` / ``remove``: it was added to or dropped from the pod.
 
-A change of the pod's runtime class or pod-wide relaxations recreates every container; a change
-of restart policy or grace period alone is ``reconfigure``: nothing restarts, and the node
-applies the new rules from its next decision (the policy) or stop (the grace period).
+A change of the pod's runtime class, pod-wide relaxations or host port names (every container
+sees every port's variable) recreates every container; a change of restart policy or grace
+period alone is ``reconfigure``: nothing restarts, and the node applies the new rules from its
+next decision (the policy) or stop (the grace period).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ Action = Literal["keep", "resize", "recreate", "create", "remove", "reconfigure"
 
 def plan_update(old: PodDef, new: PodDef, *, live_resize: bool) -> Mapping[str, Action]:
     """An action per container name (of either definition), in name order."""
-    pod_wide = (old.runtime_class, old.relaxations) != (new.runtime_class, new.relaxations)
+    pod_wide = (old.runtime_class, old.relaxations, old.host_ports) != (
+        new.runtime_class,
+        new.relaxations,
+        new.host_ports,
+    )
     rules = (old.restart_policy, old.grace_s) != (new.restart_policy, new.grace_s)
     plan: dict[str, Action] = {}
     for name in sorted(old.containers.keys() | new.containers.keys()):

@@ -17,6 +17,10 @@ restart policy and backoff, applied by `supervise`). Everything is on disk:
 so a `Sandbox` object holds no state of its own: a daemon that restarts finds its pods, their
 monitors still running, and takes them over (`adopt`). The calls are synchronous (each is a few
 runtime invocations); the daemon runs them in worker threads.
+
+A pod in the node's network (``host-network``) has no namespace of its own; with host ports
+(`PodDef.host_ports`) it holds numbers of the node's from `sandbox.porttable`, from its
+creation to its deletion, and each container finds them in ``PORT_<NAME>``.
 """
 
 from __future__ import annotations
@@ -43,23 +47,23 @@ from sandbox import logs as _logs
 from sandbox._apparmor import PROFILE_NAME
 from sandbox._classes import adapt_config, runtime_argv, supports_live_update
 from sandbox._exec import joins_network_late, without_network
-from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage
+from sandbox._image import INIT_PATH, ImageResolver, ResolvedImage, process_args, process_user
 from sandbox._lifecycle import Backoff
 from sandbox._oci import (
-    DEFAULT_GID,
     DEFAULT_PIDS,
-    DEFAULT_UID,
     ContainerSpec,
     IdRange,
     PodSandbox,
     runtime_config,
 )
+from sandbox._ports import DEFAULT_RANGE, PortRange, PortsExhaustedError, port_env
 from sandbox._spec import ContainerDef, PodDef
 from sandbox._update import Action, plan_update
 from sandbox.containers import Container, ContainerState, RunSettings, read_json, write_json
 from sandbox.idtable import IdTable
 from sandbox.logs import LogLine
 from sandbox.monitor import binary as monitor_binary
+from sandbox.porttable import PortTable
 from sandbox.runtimes import Runtime, detect, require
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
@@ -83,6 +87,8 @@ class PodState:
     ids: IdRange | None
     runtime_class: str
     containers: Mapping[str, ContainerState] = field(default_factory=dict)
+    host_ports: Mapping[str, int] = field(default_factory=dict)
+    """The node's port allocated to each of its host ports, by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,31 +138,11 @@ def _def_from_json(raw: Mapping[str, Any]) -> PodDef:
         grace_s=float(raw["grace_s"]),
         runtime_class=raw["runtime_class"],
         relaxations=frozenset(raw["relaxations"]),
+        host_ports=tuple(raw.get("host_ports", ())),
     )
 
 
 # -- building a container -------------------------------------------------------------------
-
-
-def process_args(c: ContainerDef, image: ResolvedImage) -> list[str]:
-    """The command line, as Kubernetes combines them: `command` replaces the image's entrypoint
-    (and drops its cmd), `args` replaces the image's cmd."""
-    if c.command is not None:
-        return [*c.command, *(c.args or ())]
-    return [*image.config.entrypoint, *(c.args if c.args is not None else image.config.cmd)]
-
-
-def process_user(c: ContainerDef, image: ResolvedImage) -> tuple[int, int]:
-    """The spec's user; else the image's if numeric and not root; else 1000:1000. An image
-    that asks for root does not get it without the spec's run-as-root."""
-    if c.user is not None:
-        return c.user
-    uid_s, _, gid_s = image.config.user.partition(":")
-    if uid_s.isdigit() and int(uid_s) != 0:
-        uid = int(uid_s)
-        gid = int(gid_s) if gid_s.isdigit() and int(gid_s) != 0 else uid
-        return uid, gid
-    return DEFAULT_UID, DEFAULT_GID
 
 
 RUNTIME_ROOT = Path("/run/edgenode-runtime")
@@ -195,6 +181,7 @@ class Sandbox:
         log_max_bytes: int = LOG_MAX_BYTES,
         log_keep: int = LOG_KEEP,
         monitor: str | None = None,
+        host_ports: PortRange = DEFAULT_RANGE,
     ) -> None:
         self.state_dir = state_dir
         self.pods_dir = state_dir / "pods"
@@ -206,6 +193,8 @@ class Sandbox:
         self.monitor = monitor or monitor_binary()
         self._lock = threading.RLock()
         self.ids = IdTable(state_dir / "sandbox" / "ids.json")
+        self.ports = PortTable(state_dir / "sandbox" / "ports.json", host_ports)
+        """Host ports of `network: host-ports` pods, from the range `host_ports`."""
         self.arch = platform.machine()
         self.key = node_key(state_dir)
         self.runtime_root = RUNTIME_ROOT / self.key
@@ -286,6 +275,7 @@ class Sandbox:
         ids = None if "no-user-namespace" in pod.relaxations else self.ids.allocate(pod.name)
         ns_path = None
         try:
+            ports = self._allocate_ports(pod) if pod.host_ports else {}
             (pdir / "containers").mkdir(parents=True, exist_ok=True)
             os.chmod(pdir, 0o711)
             os.chmod(pdir / "containers", 0o711)
@@ -298,12 +288,20 @@ class Sandbox:
                 "meta": meta,
             }
             for name in pod.containers:
-                self._write_container(pod, name, resolved[name], ids=ids, ns_path=ns_path)
+                self._write_container(
+                    pod, name, resolved[name], ids=ids, ns_path=ns_path, ports=ports
+                )
             write_json(pdir / "pod.json", record)
         except BaseException:  # Ctrl-C too: nothing half-made may stay behind
             self._remove_sandbox(pod.name, ns_path)
             raise
         return self.state(pod.name)
+
+    def _allocate_ports(self, pod: PodDef) -> dict[str, int]:
+        try:
+            return self.ports.allocate(pod.name, pod.host_ports)
+        except PortsExhaustedError as exc:
+            raise SandboxError(str(exc)) from None
 
     def _make_netns(self, pod: str) -> str:
         return netns.create(self.netns_name(pod))
@@ -313,6 +311,7 @@ class Sandbox:
             netns.remove(os.path.basename(ns_path))
         shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
         self.ids.release(pod)
+        self.ports.release(pod)
         if not self.pods():  # the runtimes' empty state directories go with the last pod
             for d in sorted(self.runtime_root.glob("*"), reverse=True):
                 with contextlib.suppress(OSError):
@@ -333,6 +332,7 @@ class Sandbox:
         *,
         ids: IdRange | None,
         ns_path: str | None,
+        ports: Mapping[str, int],
     ) -> None:
         c = pod.containers[name]
         cdir = self._cdir(pod.name, name)
@@ -356,7 +356,7 @@ class Sandbox:
         spec = ContainerSpec(
             rootfs=rootfs,
             args=args,
-            env={**image.config.env, **c.env},
+            env={**image.config.env, **c.env, **port_env(ports)},
             cwd=c.working_dir or image.config.working_dir or "/",
             uid=uid,
             gid=gid,
@@ -561,6 +561,7 @@ class Sandbox:
             if a in ("create", "recreate", "resize")
         }
         ids = self._ids_of(new.name)
+        ports = self._allocate_ports(new) if new.host_ports or old.host_ports else {}
         ns_path = record.get("netns")
         changing = [n for n, a in plan.items() if a in ("recreate", "remove")]
         with self._lock:
@@ -570,7 +571,9 @@ class Sandbox:
                 if action == "remove":
                     shutil.rmtree(self._cdir(new.name, n), ignore_errors=True)
                 elif action in ("create", "recreate", "resize"):
-                    self._write_container(new, n, resolved[n], ids=ids, ns_path=ns_path)
+                    self._write_container(
+                        new, n, resolved[n], ids=ids, ns_path=ns_path, ports=ports
+                    )
             record["def"] = _def_to_json(new)
             if meta is not None:
                 record["meta"] = dict(meta)
@@ -657,7 +660,10 @@ class Sandbox:
         for c in sorted(pod.containers):
             info = read_json(self._cdir(name, c) / "container.json") or {}
             containers[c] = self._container(name, c).state(s, info.get("image_digest"))
-        return PodState(name, ns_path, inode, self._ids_of(name), pod.runtime_class, containers)
+        ports = self.ports.of(name) if pod.host_ports else {}
+        return PodState(
+            name, ns_path, inode, self._ids_of(name), pod.runtime_class, containers, ports
+        )
 
     def adopt(self, *, restart: bool = True) -> dict[str, list[str]]:
         """After the daemon or the node restarts: recreate missing network namespaces, then

@@ -20,6 +20,7 @@ from typing import Any
 from conftest import require
 from sandboxkit import require_runc
 
+from edgenode._protocol import ApiError
 from edgenode.client import Connection
 from edgenode.lab import Lab
 
@@ -58,6 +59,15 @@ def call(lab: Lab, node: str, verb: str, **args: Any) -> Any:
     """One API call to a lab node's daemon."""
     with Connection(lab.socket(node)) as conn:
         return conn.call(verb, **args)
+
+
+def pod(lab: Lab, node: str, name: str) -> dict[str, Any] | None:
+    """Pod `name` as node `node` holds it (None: it has none of that name)."""
+    try:
+        [doc] = call(lab, node, "get", kind="pod", name=name)
+    except ApiError:
+        return None
+    return dict(doc)
 
 
 def apply(lab: Lab, node: str, text: str, *, timeout: float = 600) -> None:

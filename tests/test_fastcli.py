@@ -63,3 +63,29 @@ def test_node_and_lab_before_the_verb_move_after_it() -> None:
     assert hoist_targets(["get", "pods", "--node", "n2"]) == ["get", "pods", "--node", "n2"]
     assert hoist_targets(["--node"]) == ["--node"]
     assert hoist_targets(["--node", "n2"]) == ["--node", "n2"]
+
+
+def test_wide_pods_show_each_pods_host_ports_from_its_status(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edgenode.fastcli import print_objects
+
+    def pod(name: str, status: dict[str, object]) -> dict[str, object]:
+        spec = {"containers": {"web": {"image": "busybox"}}}
+        return {
+            "kind": "Pod",
+            "metadata": {"name": name, "revision": 3},
+            "spec": spec,
+            "status": status,
+            "assignment": {"node": "n1"},
+        }
+
+    ported = pod("web", {"phase": "Running", "hostPorts": {"web": 30000, "admin": 30001}})
+    print_objects("pods", None, [ported, pod("plain", {"phase": "Running"})], "wide")
+    header, first, second = capsys.readouterr().out.splitlines()
+    column = header.split().index("PORTS")
+    assert header.split()[column - 1 : column + 2] == ["IMAGES", "PORTS", "MESSAGE"]
+    assert first.split()[column] == "admin=30001,web=30000"
+    assert second.split()[column] == "<none>"
+    print_objects("pods", None, [ported], "table")
+    assert "PORTS" not in capsys.readouterr().out

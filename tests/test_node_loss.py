@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from daemonkit import wait_for
-from labkit import apply, call, named_lab
+from labkit import apply, call, named_lab, pod
 
-from edgenode._protocol import ApiError
 from edgenode.lab import Lab
 
 NODES = ["n1", "n2", "n3", "n4"]
@@ -44,14 +42,6 @@ def lab() -> Iterator[Lab]:
     with named_lab("l") as lab:
         lab.up(len(NODES))
         yield lab
-
-
-def pod(lab: Lab, node: str, name: str) -> dict[str, Any] | None:
-    try:
-        [doc] = call(lab, node, "get", kind="pod", name=name)
-    except ApiError:
-        return None
-    return dict(doc)
 
 
 def runs_on(lab: Lab, node: str, name: str) -> bool:

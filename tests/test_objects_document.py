@@ -53,6 +53,7 @@ def test_defaults_are_filled_in_and_empty_optional_maps_left_out() -> None:
             "terminationGracePeriodSeconds": 10,
             "runtimeClass": "runc",
             "hostNetwork": False,
+            "network": "pod",
             "userNamespace": True,
         },
     }

@@ -71,6 +71,7 @@ ASKING: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("host-path", HOST_VOLUME, "spec.volumes.logs.hostPath"),
     ("host-network", {**secured(), "hostNetwork": True}, "spec.hostNetwork"),
+    ("host-network", {**secured(), "network": "host-ports"}, "spec.network"),
     ("privileged", secured(privileged=True), f"{SECURITY}.privileged"),
     ("unconfined-seccomp", secured(seccomp="unconfined"), f"{SECURITY}.seccomp"),
     ("writable-root", secured(readOnlyRootFilesystem=False), f"{SECURITY}.readOnlyRootFilesystem"),
@@ -442,7 +443,7 @@ def spec_asking_for(names: frozenset[str]) -> dict[str, Any]:
         if "volumes" in setting:
             spec["volumes"] = copy.deepcopy(setting["volumes"])
             spec["containers"]["web"]["volumeMounts"] = {"logs": {"mountPath": "/logs"}}
-        for key in ("hostNetwork", "userNamespace"):
+        for key in ("hostNetwork", "network", "userNamespace"):
             if key in setting:
                 spec[key] = setting[key]
         security.update(setting["containers"]["web"].get("securityContext", {}))

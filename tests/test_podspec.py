@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from test_objects_document import pod_documents
 
+from edgenode._probe import HttpProbe, TcpProbe
 from edgenode.objects import (
     PinnedDeployment,
     Pod,
@@ -19,7 +20,7 @@ from edgenode.objects import (
     load_manifests_text,
     parse_document,
 )
-from edgenode.podspec import PodSpecError, pod_def
+from edgenode.podspec import PodSpecError, pod_def, probe_specs
 from sandbox._oci import ContainerSpec, IdRange, PodSandbox, runtime_config
 from sandbox._spec import ContainerDef, PodDef
 
@@ -178,6 +179,32 @@ def test_pod_wide_relaxations_go_to_the_pod_and_the_rest_to_their_containers() -
         "b": frozenset({"unconfined-seccomp"}),
         "c": frozenset(),
     }
+
+
+def test_host_ports_run_in_the_nodes_network_with_every_port_name_to_allocate() -> None:
+    text = """\
+        kind: Pod
+        metadata: {name: web}
+        spec:
+          network: host-ports
+          acknowledge: [host-network]
+          containers:
+            web:
+              image: x
+              ports: {http: {}, admin: {}}
+              readiness: {http: {path: /healthz, port: http}}
+            side:
+              image: x
+              ports: {dns: {protocol: udp}}
+              readiness: {tcp: {port: 9000}}
+        """
+    spec = spec_of(text)
+    pod = pod_def("web", spec)
+    assert pod.relaxations == frozenset({"host-network"})
+    assert pod.host_ports == ("admin", "dns", "http")
+    assert all(c.env == {} for c in pod.containers.values())  # the sandbox adds PORT_<NAME>
+    checks = {c: s.check for c, s in probe_specs("web", spec).items()}
+    assert checks == {"web": HttpProbe("/healthz", "http"), "side": TcpProbe(9000)}
 
 
 def test_only_containers_that_mount_a_host_path_get_the_host_path_relaxation() -> None:

@@ -135,6 +135,20 @@ def test_update_plan_adds_and_removes_containers() -> None:
     assert plan == {"side": "create", "web": "remove"}
 
 
+def test_update_plan_recreates_every_container_when_the_host_port_names_change() -> None:
+    def ported(*names: str) -> PodDef:
+        relax = frozenset({"host-network"})
+        containers = {"web": WEB, "side": SIDE}
+        return PodDef(name="p", containers=containers, relaxations=relax, host_ports=names)
+
+    every = {"side": "recreate", "web": "recreate"}
+    assert plan_update(ported("http"), ported("admin", "http"), live_resize=True) == every
+    assert plan_update(ported("http"), ported("http"), live_resize=True) == {
+        "side": "keep",
+        "web": "keep",
+    }
+
+
 def test_update_plan_reconfigures_on_policy_change_and_recreates_on_runtime_change() -> None:
     old = pod(web=WEB)
     policy = PodDef(name="p", containers={"web": WEB}, restart_policy="never")

@@ -13,6 +13,7 @@ Containers, ports, env and versions are maps keyed by name, so every field has a
 - `relaxations(spec)` / `object_relaxations(model)`: the relaxations of the sandbox a pod spec
   (or every pod spec of an object) asks for, each with the path of the setting that asks;
   `pod_relaxations` and `container_relaxations` split them by where they apply.
+- `host_port_names(spec)`: the ports the node allocates for a `network: host-ports` pod.
 - `pod_spec_problems(spec)`: the cross-field problems of a pod spec that did not come through
   `parse_document` (unacknowledged relaxations, unknown volumes, ...).
 - `Readiness` (`spec.containers.C.readiness`): when a container counts as ready;
@@ -47,6 +48,7 @@ from edgenode.objects._errors import (
     QuantityError,
 )
 from edgenode.objects._fields import API_VERSION
+from edgenode.objects._hostports import host_port_names
 from edgenode.objects._kinds import KINDS, ObjectModel, to_document
 from edgenode.objects._meta import Metadata, TemplateMetadata
 from edgenode.objects._node import Node, NodePhase, NodeSpec, NodeStatus, SandboxFeature
@@ -68,6 +70,7 @@ from edgenode.objects._pod import (
     ContainerState,
     ContainerStatus,
     HostPath,
+    NetworkMode,
     Pod,
     PodPhase,
     PodSpec,
@@ -125,6 +128,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Metadata",
+    "NetworkMode",
     "Node",
     "NodeLossPolicy",
     "NodeLossRule",
@@ -165,6 +169,7 @@ __all__ = [
     "duplicate_problems",
     "duration_seconds",
     "format_duration",
+    "host_port_names",
     "load_manifests",
     "load_manifests_text",
     "memory_bytes",

@@ -1,7 +1,8 @@
 """Rules that span several fields, checked once every field is valid on its own.
 
 Containers of one pod share its network, so no two of them (nor two ports of one container) may
-listen on the same port and protocol. Every relaxation of the sandbox a pod spec asks for must
+listen on the same port and protocol; its network mode sets what its ports declare
+(`_hostports`). Every relaxation of the sandbox a pod spec asks for must
 be acknowledged in its `acknowledge` list, and its security settings must agree with each other
 (`_security`). A node-loss policy's settings must make sense together and with `node`
 (`_nodeloss`), and each container's readiness check with its ports and runtime
@@ -17,6 +18,7 @@ from edgenode.objects._deployment import (
     pod_name,
 )
 from edgenode.objects._fields import DNS_LABEL_MAX
+from edgenode.objects._hostports import network_issues
 from edgenode.objects._kinds import ObjectModel
 from edgenode.objects._pod import PodSpec
 from edgenode.objects._readiness import readiness_issues
@@ -30,6 +32,8 @@ def _port_conflicts(spec: PodSpec, at: Loc) -> list[Issue]:
     seen: dict[tuple[int, str], tuple[str, str]] = {}
     for cname, container in spec.containers.items():
         for pname, port in container.ports.items():
+            if port.container_port is None:
+                continue  # allocated by the node (network: host-ports), or refused there
             key = (port.container_port, port.protocol)
             if key in seen:
                 first_container, first_port = seen[key]
@@ -130,6 +134,7 @@ def pod_spec_issues(spec: PodSpec, at: Loc = ("spec",)) -> list[Issue]:
     """Problems of the pod spec at `at` that no single field shows."""
     return (
         _port_conflicts(spec, at)
+        + network_issues(spec, at)
         + security_issues(spec, at)
         + _workflow_points(spec, at)
         + _node_loss_issues(spec, at)

@@ -43,6 +43,7 @@ PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 ContainerState = Literal["waiting", "running", "exited", "unknown"]
 RuntimeClass = Literal["runc", "crun", "gvisor"]
 Seccomp = Literal["default", "unconfined"]
+NetworkMode = Literal["pod", "host-ports"]
 
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 MAX_ID = 2**32 - 2
@@ -51,11 +52,14 @@ Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class Port(StrictModel):
-    """A port a container listens on, named in `ports: {http: {containerPort: 8080}}`."""
+    """A port a container listens on, named in `ports: {http: {containerPort: 8080}}`.
+
+    `containerPort` is required with `network: pod` and not allowed with `network: host-ports`,
+    where the node allocates the number and passes it in `PORT_<NAME>` (`_hostports`)."""
 
     noun: ClassVar[str] = "a port"
 
-    container_port: PortNumber = Field(alias="containerPort")
+    container_port: PortNumber | None = Field(default=None, alias="containerPort")
     protocol: Protocol = "tcp"
 
 
@@ -219,6 +223,9 @@ class PodSpec(StrictModel):
     runtime_class: RuntimeClass = Field(default="runc", alias="runtimeClass")
     host_network: bool = Field(default=False, alias="hostNetwork")
     """True: the pod uses the node's network namespace (`host-network`)."""
+    network: NetworkMode = "pod"
+    """`host-ports`: the pod uses the node's network namespace (`host-network`) and the node
+    allocates each of its ports a number of its own (`_hostports`)."""
     user_namespace: bool = Field(default=True, alias="userNamespace")
     """False: no user namespace, ids inside are the node's ids (`no-user-namespace`)."""
     acknowledge: Acknowledgements = Field(default_factory=list)
@@ -256,6 +263,10 @@ class PodStatus(StrictModel):
     """Every container is ready; None: not reported."""
     message: str | None = None
     """What keeps it from running or from being ready, one clause per container."""
+    host_ports: Annotated[dict[DnsLabel, PortNumber], AfterValidator(sorted_by_key)] = Field(
+        default_factory=dict, alias="hostPorts"
+    )
+    """The node's port allocated to each of its ports, by name (`network: host-ports`)."""
 
 
 class Pod(StrictModel):

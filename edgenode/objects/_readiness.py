@@ -154,7 +154,8 @@ class Readiness(StrictModel):
 
 
 def port_number(container: Container, port: int | str) -> int | None:
-    """The number `port` stands for in `container` (None: no port of that name)."""
+    """The number `port` stands for in `container` (None: no port of that name, or a port
+    without `containerPort`, which the node numbers with `network: host-ports`)."""
     if isinstance(port, int):
         return port
     named = container.ports.get(port)

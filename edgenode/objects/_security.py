@@ -4,6 +4,7 @@ Theory of operation. The sandbox is locked down by default (DESIGN.md §7); a po
 it only through named settings, each of which asks for one *relaxation* (`sandbox._relax`):
 
     spec.hostNetwork: true                                 host-network       (pod-wide)
+    spec.network: host-ports                               host-network       (pod-wide)
     spec.userNamespace: false                              no-user-namespace  (pod-wide)
     spec.volumes.NAME.hostPath                             host-path
     spec.containers.C.securityContext.runAsRoot: true      run-as-root
@@ -73,6 +74,8 @@ def asks(spec: PodSpec) -> list[Ask]:
     found: list[Ask] = []
     if spec.host_network:
         found.append(Ask("host-network", ("hostNetwork",), "true"))
+    if spec.network == "host-ports":
+        found.append(Ask("host-network", ("network",), "'host-ports'"))
     if not spec.user_namespace:
         found.append(Ask("no-user-namespace", ("userNamespace",), "false"))
     for vname, volume in spec.volumes.items():
