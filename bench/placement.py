@@ -44,7 +44,15 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").res
 from rich.console import Console  # noqa: E402
 
 from bench._report import Report, emit  # noqa: E402
-from edgenode._placement import NodeView, PodWants, _points, _whole_ring, apply, place  # noqa: E402
+from edgenode._placement import (  # noqa: E402
+    NodeView,
+    PodWants,
+    _members_ring,
+    _points,
+    _whole_ring,
+    apply,
+    place,
+)
 
 ZONES = ("a", "b", "c")
 MIB = 1 << 20
@@ -83,6 +91,7 @@ def timed(call: Callable[[], object], repeat: int) -> float:
     for _ in range(repeat):
         _points.cache_clear()
         _whole_ring.cache_clear()
+        _members_ring.cache_clear()
         t0 = time.perf_counter()
         call()
         samples.append((time.perf_counter() - t0) * 1000)

@@ -52,7 +52,7 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal, TypeVar
 
 NodeState = Literal["alive", "suspect", "dead", "left"]
@@ -322,13 +322,30 @@ class _Placer:
         self.settle: list[Settle] = []
         self.waiting: list[Waiting] = []
 
+    @cached_property
+    def counted(self) -> tuple[int, int]:
+        """The view's alive nodes and the nodes a majority counts (once, for every message)."""
+        alive = sum(1 for n in self.view.values() if n.state == "alive")
+        return alive, sum(1 for n in self.view.values() if n.state != "left")
+
     def run(self, pods: list[PodWants]) -> Plan:
-        for p in pods:
-            if p.assignment is not None:
-                self._add(p.assignment.node, p, 1)
+        for p in pods:  # `_add` inlined: this loop is a good part of a steady round
+            load = self.load.get(p.assignment.node) if p.assignment is not None else None
+            if load is not None:
+                load[0] += p.cpu
+                load[1] += p.memory
         needs: list[tuple[PodWants, str]] = []  # (pod, why it needs a node)
         returns: list[PodWants] = []
+        view, keep = self.view, self.keep
         for p in pods:
+            # Most pods of a steady cluster, decided inline: on an alive or suspect node of the
+            # view, no original, no pin or selector to check (as `_classify` would: case 5).
+            a = p.assignment
+            if a is not None and a.previous is None and p.pinned is None and not p.selector:
+                node = view.get(a.node)
+                if node is not None and node.state in _HOLDS:
+                    keep.append(p.name)
+                    continue
             self._classify(p, needs, returns, consider_return=True)
         for p in returns:  # name order; each may go back to its original node
             a = p.assignment
@@ -407,8 +424,9 @@ class _Placer:
             # node this view holds dead was assigned by a view that saw the node alive then
             # (a node back from the dead moving its pods home), so it gets its lostAfter too.
             since = max(a.at if node is None else max(node.since, a.at), self.lost_from)
-            lost = f"not in the membership view since it was assigned at {a.at:g}"
-            if node is not None:
+            if node is None:
+                lost = f"not in the membership view since it was assigned at {a.at:g}"
+            else:
                 lost = f"{node.state} since {node.since:g}"
             if p.policy == "best-effort":
                 message = f"best-effort: waits for its node {a.node} ({lost})"
@@ -420,8 +438,7 @@ class _Placer:
                 self.waiting.append(Waiting(p.name, "lost-node", a.node, deadline, message))
                 return
             if not self.takeover:
-                alive = sum(1 for n in self.view.values() if n.state == "alive")
-                counted = sum(1 for n in self.view.values() if n.state != "left")
+                alive, counted = self.counted
                 message = (
                     f"its node {a.node} is {lost}, but this view has only {alive} of "
                     f"{counted} nodes alive, no majority: the pods of lost nodes move only "
@@ -492,9 +509,9 @@ class _Placer:
         key = tuple(sorted(p.selector.items()))
         ring = self.rings.get(key)
         if ring is None:
-            members = {
+            members = frozenset(
                 n.name for n in self.view.values() if _takes_pods(n) and _mismatch(p, n) is None
-            }
+            )
             ring = self.rings[key] = _Ring(members, self.names)
         if not ring.size or p.cpu > ring.cpu_bound or p.memory > ring.memory_bound:
             return None
@@ -557,13 +574,8 @@ class _Ring:
     """The hash ring of the alive nodes that match one selector, with upper bounds of their
     free cpu and memory (a pod larger than a bound cannot fit: no walk)."""
 
-    def __init__(self, members: set[str], view: tuple[str, ...]) -> None:
-        points, owners = _whole_ring(view)
-        if len(members) < len(view):
-            kept = [i for i, owner in enumerate(owners) if owner in members]
-            points, owners = tuple(points[i] for i in kept), tuple(owners[i] for i in kept)
-        self.points = points
-        self.owners = owners
+    def __init__(self, members: frozenset[str], view: tuple[str, ...]) -> None:
+        self.points, self.owners = _members_ring(view, members)
         self.size = len(members)
         self.cpu_bound = _UNLIMITED
         self.memory_bound = _UNLIMITED
@@ -579,6 +591,19 @@ def _whole_ring(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...
     return tuple(r >> bits for r in ranked), tuple(names[r & low] for r in ranked)
 
 
+@lru_cache(maxsize=8)
+def _members_ring(
+    names: tuple[str, ...], members: frozenset[str]
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The ring of `names` kept to the points of `members`. Cached as the whole ring is: the
+    nodes that take a selector's pods change only when the view does."""
+    points, owners = _whole_ring(names)
+    if len(members) == len(names):
+        return points, owners
+    kept = [i for i, owner in enumerate(owners) if owner in members]
+    return tuple(points[i] for i in kept), tuple(owners[i] for i in kept)
+
+
 def _takes_pods(node: NodeView) -> bool:
     return node.state == "alive" and node.schedulable
 
@@ -587,6 +612,8 @@ def _mismatch(p: PodWants, node: NodeView) -> str | None:
     """Why `node` does not match the pod's pin or selector, or None."""
     if p.pinned is not None and p.pinned != node.name:
         return f"the pod is pinned to {p.pinned}"
+    if not p.selector:
+        return None
     for key, want in sorted(p.selector.items()):
         have = node.labels.get(key)
         if have != want:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from edgenode._placement import (
@@ -100,6 +101,13 @@ def _capacity(status: Mapping[str, Any], key: str) -> int | None:
     value = ((status.get("capacity") or {}) if isinstance(status, Mapping) else {}).get(key)
     if value is None:
         return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _quantity(key, value)  # every round reads every node's: parsed once each
+    return _quantity.__wrapped__(key, value)
+
+
+@lru_cache(maxsize=1024)
+def _quantity(key: str, value: Any) -> int | None:
     try:
         return cpu_millis(value) if key == "cpu" else memory_bytes(value)
     except QuantityError:
