@@ -44,15 +44,8 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").res
 from rich.console import Console  # noqa: E402
 
 from bench._report import Report, emit  # noqa: E402
-from edgenode._placement import (  # noqa: E402
-    NodeView,
-    PodWants,
-    _members_ring,
-    _points,
-    _whole_ring,
-    apply,
-    place,
-)
+from edgenode._placement import NodeView, PodWants, apply, place  # noqa: E402
+from edgenode._placement_ring import members_ring, node_points, whole_ring  # noqa: E402
 
 ZONES = ("a", "b", "c")
 MIB = 1 << 20
@@ -89,9 +82,9 @@ def timed(call: Callable[[], object], repeat: int) -> float:
     """Median wall milliseconds of `repeat` calls, each with the ring caches emptied first."""
     samples = []
     for _ in range(repeat):
-        _points.cache_clear()
-        _whole_ring.cache_clear()
-        _members_ring.cache_clear()
+        node_points.cache_clear()
+        whole_ring.cache_clear()
+        members_ring.cache_clear()
         t0 = time.perf_counter()
         call()
         samples.append((time.perf_counter() - t0) * 1000)
