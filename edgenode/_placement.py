@@ -19,7 +19,8 @@ Each pod, in name order, lands in one case (checked in this order):
 2. its node is in the view but no longer matches its pin (``spec.node``) or selector: it needs
    another node (``move``, cause ``mismatch``), or is released (``unassign``, then ``waiting``).
 3. it has an original node that is alive again: with ``keep-original`` and a matching original
-   it goes back if it fits there (``move``, cause ``original-returned``); otherwise, while its
+   it goes back if it fits there (``move``, cause ``original-returned``; tried in name order
+   until no more fits, so one freeing room makes room in the same plan); otherwise, while its
    current node is alive or suspect, the original is forgotten (``settle``: ``previous`` is
    cleared; the returned node already sees the pod is not its own and stops its copy).
 4. its node is dead or left (lost since then, or since the assignment if that is later), or
@@ -344,9 +345,13 @@ class _Placer:
                     keep.append(p.name)
                     continue
             self._classify(p, needs, returns, consider_return=True)
-        for p in returns:  # name order; each may go back to its original node
-            if not self._goes_back(p):
-                self._classify(p, needs, [], consider_return=False)
+        while returns:  # name order; again while a pod going back freed room one before needs
+            full = [p for p in returns if not self._goes_back(p)]
+            if len(full) == len(returns):
+                break
+            returns = full
+        for p in returns:  # its original is full: it stays, as if the original had not returned
+            self._classify(p, needs, [], consider_return=False)
         for p, why in sorted(needs, key=lambda n: n[0].name):
             self._find_node(p, why)
         wakes = [w.until for w in self.waiting if w.until is not None]
