@@ -576,10 +576,11 @@ def _mismatch(p: PodWants, node: NodeView) -> str | None:
     """Why `node` does not match the pod's pin or selector, or None."""
     if p.pinned is not None and p.pinned != node.name:
         return f"the pod is pinned to {p.pinned}"
-    if not p.selector:
-        return None
+    labels = node.labels
+    if all(labels.get(key) == want for key, want in p.selector.items()):
+        return None  # the common case, without sorting: the order only names the first miss
     for key, want in sorted(p.selector.items()):
-        have = node.labels.get(key)
+        have = labels.get(key)
         if have != want:
             held = "no such label" if have is None else f"{key}={have}"
             return f"label {key}={want} wanted, node has {held}"
