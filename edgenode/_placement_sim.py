@@ -393,9 +393,10 @@ class PlacementSim:
                 n = self.nodes[name]
                 if not n.up or self._comp[name] not in sides:
                     b.due.pop(name, None)
-                elif name not in b.due:
-                    b.due[name] = self.tick + self.rng.randint(low, high)
-                elif self.tick >= b.due[name]:
+                    continue
+                if name not in b.due:  # reachable since the last tick (a round, a command)
+                    b.due[name] = self.tick - 1 + self.rng.randint(low, high)
+                if self.tick >= b.due[name]:
                     del b.due[name]
                     b.holders.add(name)
                     self._deliver(n, b)

@@ -7,9 +7,9 @@ each pod at the end of every tick; each test asserts one property of a recording
 assertion message carries the seed, so a failing run replays exactly.
 
 Bounds are in ticks of `SimConfig.tick_s` (1 s). ``HOP`` is the most a batch of writes takes
-to reach a connected node (`SimConfig.propagate_ticks`); a duplicate ends within two hops of
-the event that ends it (the news reaches the node that gives way; with ``keep-original``, its
-move back reaches the replacement), plus the tick of the round that writes.
+to reach a connected node (`SimConfig.propagate_ticks`). A duplicate is gone within two hops
+of the event that ends it: the news reaches the node that gives way (it stops its copy, or,
+with ``keep-original``, writes the move home at once), and that move reaches the replacement.
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ def test_after_ten_crashes_each_reschedule_pod_runs_once_on_a_live_node_after_lo
 ) -> None:
     seed, moved = crash.sim.seed, pods_of(crash, crash.groups["victims"], moving=True)
     assert len(moved) > 50, f"seed={seed}: the crashed nodes held too few pods to show anything"
-    late = CRASH_CONFIG.dead_s[1] + 2 * HOP + 1
+    # Its taker holds the node dead by then, plus a hop if another taker's moves had to reach
+    # it first (until they do, a node it prefers may look full to it).
+    late = CRASH_CONFIG.dead_s[1] + HOP
     for t, runners in crash.between("crash", "replaced"):
         for p in moved:
             if t >= crash.marks["crash"] + late + crash.pods[p].lost_after:
@@ -249,7 +251,7 @@ def test_returned_nodes_take_back_keep_original_pods_and_keep_replacement_pods_s
 def test_a_returned_node_runs_stale_pods_only_until_its_store_catches_up(crash: Run) -> None:
     ticks = duplicate_ticks(crash, "restart", "returned")
     assert ticks, f"seed={crash.sim.seed}: a restarted node's stale store ran nothing twice"
-    assert max(ticks) - crash.marks["restart"] <= 2 * HOP + 1, f"seed={crash.sim.seed}: {ticks}"
+    assert max(ticks) < crash.marks["restart"] + 2 * HOP, f"seed={crash.sim.seed}: {ticks}"
 
 
 # -- a 40/60 partition past lostAfter, then the heal ----------------------------------------
@@ -296,7 +298,7 @@ def test_in_a_40_60_split_the_majority_replaces_exactly_the_minoritys_movable_po
 def test_after_the_heal_duplicates_end_within_two_hops_and_no_pod_goes_unrun(split: Run) -> None:
     seed = split.sim.seed
     ticks = duplicate_ticks(split, "heal", "healed")
-    assert ticks and max(ticks) - split.marks["heal"] <= 2 * HOP + 1, f"seed={seed}: {ticks}"
+    assert ticks and max(ticks) < split.marks["heal"] + 2 * HOP, f"seed={seed}: {ticks}"
     for t, runners in split.between("heal", "healed"):
         idle = [p for p, r in runners.items() if not r]
         assert not idle, f"seed={seed}: at {t} nobody runs {idle[:3]}"
