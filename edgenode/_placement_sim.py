@@ -147,6 +147,7 @@ class _Node:
     members: dict[str, tuple[NodeState, float]]
     started_at: float = 0.0
     majority: MajorityClock = field(default_factory=lambda: MajorityClock(0.0, held=True))
+    """Booted with the cluster: it has held a majority since 0."""
     up: bool = True
     dirty: bool = False
     views: list[NodeView] | None = None
