@@ -18,6 +18,14 @@ are computed again; a daemon calling `place` with an unchanged view skips that).
 - ``max_pods_per_node_ratio``: after the cold start, the most pods on one node ÷ the mean (1.0
   is a perfect spread; placing each pod on a uniformly random node gives about 2 at this size).
 
+The simulator (`edgenode._placement_sim`: 100 nodes, ``--quick`` 30, 10 pods a node, each node
+placing on its own membership view and its own copy of the store) splits the cluster 40/60 for
+20 s, past detection and ``lostAfter`` (5 s), then heals it: ``sim_split_duplicates``, the pods
+running on both sides when it heals (reference: the pods on the minority side, ``best-effort``
+and pinned ones included, which do not move); ``sim_split_duplicate_pod_s``, pods running
+twice summed over the split's seconds; ``sim_heal_converge_s``, from the heal until every pod
+runs exactly once (reference: the longest hop of a change between two nodes).
+
 With root (and runc, ip, nft), a real lab of ``--lab-nodes`` daemons (5) adds
 ``detect_dead_s``, ``detect_dead_all_s`` and ``replacement_start_s`` with their references, and
 what a partition shows while views disagree: ``split_duplicates`` and ``split_duplicate_s``
@@ -44,7 +52,9 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if FsPath(p or ".").res
 from rich.console import Console  # noqa: E402
 
 from bench._report import Report, emit  # noqa: E402
-from edgenode._placement import NodeView, PodWants, _points, _whole_ring, apply, place  # noqa: E402
+from edgenode._placement import NodeView, PodWants, apply, place  # noqa: E402
+from edgenode._placement_ring import members_ring, node_points, whole_ring  # noqa: E402
+from edgenode._placement_sim import PlacementSim, mixed_cluster  # noqa: E402
 
 ZONES = ("a", "b", "c")
 MIB = 1 << 20
@@ -81,8 +91,9 @@ def timed(call: Callable[[], object], repeat: int) -> float:
     """Median wall milliseconds of `repeat` calls, each with the ring caches emptied first."""
     samples = []
     for _ in range(repeat):
-        _points.cache_clear()
-        _whole_ring.cache_clear()
+        node_points.cache_clear()
+        whole_ring.cache_clear()
+        members_ring.cache_clear()
         t0 = time.perf_counter()
         call()
         samples.append((time.perf_counter() - t0) * 1000)
@@ -140,6 +151,40 @@ def run(*, quick: bool, seed: int) -> Report:
     return report
 
 
+SPLIT_S = 20.0
+"""How long the simulated split lasts: past detection (4.5–6.5 s) and lostAfter (5 s)."""
+
+
+def simulated_split(report: Report, *, quick: bool, seed: int) -> None:
+    """The simulator's 40/60 partition (`edgenode._placement_sim`): 100 nodes (quick: 30) with
+    10 pods each, every node placing on its own view and store; the split lasts `SPLIT_S`."""
+    size = 30 if quick else 100
+    nodes, pods = mixed_cluster(size, 10 * size, seed=seed, lost_after=(5.0,))
+    sim = PlacementSim(pods, nodes, seed=seed)
+    tick = sim.config.tick_s
+    minority = [n for i, n in enumerate(sim.names) if i % 5 < 2]
+    on_minority = sum(1 for a in sim.assignments(sim.names[0]).values() if a and a.node in minority)
+    sim.partition(minority)
+    sim.run_for(SPLIT_S)
+    twice, pod_s, healed_at = sim.duplicates[-1], sum(sim.duplicates) * tick, sim.tick
+    sim.heal()
+    sim.run_until(lambda: all(len(r) == 1 for r in sim.runners().values()), limit_s=60.0)
+    report.add(
+        "sim_split_duplicates",
+        twice,
+        "pods",
+        reference=("sim_split_minority_pods", on_minority),
+    )
+    report.add("sim_split_duplicate_pod_s", pod_s, "pod·s", reference=("sim_split_s", SPLIT_S))
+    report.add(
+        "sim_heal_converge_s",
+        (sim.tick - healed_at) * tick,
+        "s",
+        reference=("sim_hop_s", sim.config.propagate_ticks[1] * tick),
+    )
+    report.sizes.update(sim_nodes=size, sim_pods=len(pods), sim_rounds=sim.rounds())
+
+
 def _quiet() -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
@@ -156,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     with Console(stderr=True).status("placing…") if not args.json else _quiet():
         report = run(quick=args.quick, seed=args.seed)
+        simulated_split(report, quick=args.quick, seed=args.seed)
         if not args.no_lab and os.geteuid() == 0:
             from bench._placementlab import node_loss, split_views
 

@@ -19,7 +19,8 @@ Each pod, in name order, lands in one case (checked in this order):
 2. its node is in the view but no longer matches its pin (``spec.node``) or selector: it needs
    another node (``move``, cause ``mismatch``), or is released (``unassign``, then ``waiting``).
 3. it has an original node that is alive again: with ``keep-original`` and a matching original
-   it goes back if it fits there (``move``, cause ``original-returned``); otherwise, while its
+   it goes back if it fits there (``move``, cause ``original-returned``; tried in name order
+   until no more fits, so one freeing room makes room in the same plan); otherwise, while its
    current node is alive or suspect, the original is forgotten (``settle``: ``previous`` is
    cleared; the returned node already sees the pod is not its own and stops its copy).
 4. its node is dead or left (lost since then, or since the assignment if that is later), or
@@ -40,20 +41,22 @@ without a declared capacity has no limit.
 Kept pods are never evicted, even when a node's capacity shrank below its load.
 
 Choice: each pod prefers nodes by a score of the pair (pod name, node name): the clockwise
-distance on a 64-bit hash ring from the pod's point to the nearest of the node's `POINTS`
-points (`pair_score`; ties by node name). Like rendezvous hashing, a node missing from one
-view changes only the choices of pods that preferred it, so views that differ slightly still
-mostly agree; unlike a full rendezvous scan (O(nodes) per pod) a ring walk is O(log nodes).
+distance on a 64-bit hash ring from the pod's point to the nearest of the node's points
+(`pair_score`, ties by node name; the ring is `edgenode._placement_ring`). Like rendezvous
+hashing, a node missing from one view changes only the choices of pods that preferred it, so
+views that differ slightly still mostly agree; unlike a full rendezvous scan (O(nodes) per
+pod) a ring walk is O(log nodes).
 """
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property
 from typing import Literal, TypeVar
+
+from edgenode._placement_ring import RING, UNLIMITED, Ring, node_points, pod_point
 
 NodeState = Literal["alive", "suspect", "dead", "left"]
 NodeLossPolicy = Literal["reschedule", "best-effort"]
@@ -67,11 +70,6 @@ LOST_AFTER_S = 30.0
 (>= 0) a ``reschedule`` pod waits after its node is lost before it moves. Lower moves sooner
 after a real loss, and moves more pods on a false one."""
 
-POINTS = 64
-"""Points of each node on the hash ring (a multiple of 8, >= 8). More spreads pods more evenly
-(a node's share varies by about 1/sqrt(POINTS)) and costs ring memory and build time."""
-
-_RING = 1 << 64
 _LOST: frozenset[str] = frozenset({"dead", "left"})
 _HOLDS: frozenset[str] = frozenset({"alive", "suspect"})
 
@@ -252,8 +250,8 @@ def apply(pods: Iterable[PodWants], plan: Plan) -> list[PodWants]:
 def pair_score(pod: str, node: str) -> int:
     """How much `pod` prefers `node`: lower is preferred (ties by node name). The clockwise
     ring distance from the pod's point to the nearest of the node's points."""
-    start = _pod_point(pod)
-    return min((p - start) % _RING for p in _points(node))
+    start = pod_point(pod)
+    return min((p - start) % RING for p in node_points(node))
 
 
 def place(
@@ -314,7 +312,7 @@ class _Placer:
         self.takeover = takeover
         self.lost_from = lost_from
         self.load: dict[str, list[int]] = {n: [0, 0] for n in view}
-        self.rings: dict[tuple[tuple[str, str], ...], _Ring] = {}
+        self.rings: dict[tuple[tuple[str, str], ...], Ring] = {}
         self.keep: list[str] = []
         self.assign: list[Assign] = []
         self.move: list[Move] = []
@@ -322,33 +320,38 @@ class _Placer:
         self.settle: list[Settle] = []
         self.waiting: list[Waiting] = []
 
+    @cached_property
+    def counted(self) -> tuple[int, int]:
+        """The view's alive nodes and the nodes a majority counts (once, for every message)."""
+        alive = sum(1 for n in self.view.values() if n.state == "alive")
+        return alive, sum(1 for n in self.view.values() if n.state != "left")
+
     def run(self, pods: list[PodWants]) -> Plan:
-        for p in pods:
-            if p.assignment is not None:
-                self._add(p.assignment.node, p, 1)
+        for p in pods:  # `_add` inlined: this loop is a good part of a steady round
+            load = self.load.get(p.assignment.node) if p.assignment is not None else None
+            if load is not None:
+                load[0] += p.cpu
+                load[1] += p.memory
         needs: list[tuple[PodWants, str]] = []  # (pod, why it needs a node)
         returns: list[PodWants] = []
+        view, keep = self.view, self.keep
         for p in pods:
-            self._classify(p, needs, returns, consider_return=True)
-        for p in returns:  # name order; each may go back to its original node
+            # Most pods of a steady cluster, decided inline: on an alive or suspect node of the
+            # view, no original, no pin or selector to check (as `_classify` would: case 5).
             a = p.assignment
-            assert a is not None and a.previous is not None
-            original = self.view[a.previous]
-            if self._fits(p, original):
-                self._add(a.node, p, -1)
-                self._add(original.name, p, 1)
-                self.move.append(
-                    Move(
-                        p.name,
-                        a.node,
-                        original.name,
-                        "original-returned",
-                        None,
-                        f"back to its original node {original.name}, alive again (keep-original)",
-                    )
-                )
-            else:
-                self._classify(p, needs, [], consider_return=False)
+            if a is not None and a.previous is None and p.pinned is None and not p.selector:
+                node = view.get(a.node)
+                if node is not None and node.state in _HOLDS:
+                    keep.append(p.name)
+                    continue
+            self._classify(p, needs, returns, consider_return=True)
+        while returns:  # name order; again while a pod going back freed room one before needs
+            full = [p for p in returns if not self._goes_back(p)]
+            if len(full) == len(returns):
+                break
+            returns = full
+        for p in returns:  # its original is full: it stays, as if the original had not returned
+            self._classify(p, needs, [], consider_return=False)
         for p, why in sorted(needs, key=lambda n: n[0].name):
             self._find_node(p, why)
         wakes = [w.until for w in self.waiting if w.until is not None]
@@ -362,6 +365,19 @@ class _Placer:
             waiting=tuple(sorted(self.waiting, key=lambda d: d.pod)),
             next_wake=min(wakes, default=None),
         )
+
+    def _goes_back(self, p: PodWants) -> bool:
+        """Moves a returning pod back to its original node if it fits there."""
+        a = p.assignment
+        assert a is not None and a.previous is not None
+        original = self.view[a.previous]
+        if not self._fits(p, original):
+            return False
+        self._add(a.node, p, -1)
+        self._add(original.name, p, 1)
+        message = f"back to its original node {original.name}, alive again (keep-original)"
+        self.move.append(Move(p.name, a.node, original.name, "original-returned", None, message))
+        return True
 
     def _classify(
         self,
@@ -407,8 +423,9 @@ class _Placer:
             # node this view holds dead was assigned by a view that saw the node alive then
             # (a node back from the dead moving its pods home), so it gets its lostAfter too.
             since = max(a.at if node is None else max(node.since, a.at), self.lost_from)
-            lost = f"not in the membership view since it was assigned at {a.at:g}"
-            if node is not None:
+            if node is None:
+                lost = f"not in the membership view since it was assigned at {a.at:g}"
+            else:
                 lost = f"{node.state} since {node.since:g}"
             if p.policy == "best-effort":
                 message = f"best-effort: waits for its node {a.node} ({lost})"
@@ -420,8 +437,7 @@ class _Placer:
                 self.waiting.append(Waiting(p.name, "lost-node", a.node, deadline, message))
                 return
             if not self.takeover:
-                alive = sum(1 for n in self.view.values() if n.state == "alive")
-                counted = sum(1 for n in self.view.values() if n.state != "left")
+                alive, counted = self.counted
                 message = (
                     f"its node {a.node} is {lost}, but this view has only {alive} of "
                     f"{counted} nodes alive, no majority: the pods of lost nodes move only "
@@ -492,14 +508,14 @@ class _Placer:
         key = tuple(sorted(p.selector.items()))
         ring = self.rings.get(key)
         if ring is None:
-            members = {
+            members = frozenset(
                 n.name for n in self.view.values() if _takes_pods(n) and _mismatch(p, n) is None
-            }
-            ring = self.rings[key] = _Ring(members, self.names)
+            )
+            ring = self.rings[key] = Ring(members, self.names)
         if not ring.size or p.cpu > ring.cpu_bound or p.memory > ring.memory_bound:
             return None
         seen: set[str] = set()
-        i = bisect_left(ring.points, _pod_point(p.name))
+        i = bisect_left(ring.points, pod_point(p.name))
         total = len(ring.points)
         best_cpu = best_memory = 0
         for step in range(total):
@@ -525,8 +541,8 @@ class _Placer:
 
     def _free(self, node: NodeView) -> tuple[int, int]:
         load = self.load[node.name]
-        cpu = _UNLIMITED if node.cpu is None else node.cpu - load[0]
-        memory = _UNLIMITED if node.memory is None else node.memory - load[1]
+        cpu = UNLIMITED if node.cpu is None else node.cpu - load[0]
+        memory = UNLIMITED if node.memory is None else node.memory - load[1]
         return cpu, memory
 
     def _fits(self, p: PodWants, node: NodeView) -> bool:
@@ -549,34 +565,7 @@ class _Placer:
         return "fits"  # not reached: `_choose` takes a node that fits
 
 
-_UNLIMITED = 1 << 62
 _T = TypeVar("_T", PodWants, NodeView)
-
-
-class _Ring:
-    """The hash ring of the alive nodes that match one selector, with upper bounds of their
-    free cpu and memory (a pod larger than a bound cannot fit: no walk)."""
-
-    def __init__(self, members: set[str], view: tuple[str, ...]) -> None:
-        points, owners = _whole_ring(view)
-        if len(members) < len(view):
-            kept = [i for i, owner in enumerate(owners) if owner in members]
-            points, owners = tuple(points[i] for i in kept), tuple(owners[i] for i in kept)
-        self.points = points
-        self.owners = owners
-        self.size = len(members)
-        self.cpu_bound = _UNLIMITED
-        self.memory_bound = _UNLIMITED
-
-
-@lru_cache(maxsize=4)
-def _whole_ring(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """The ring of every node of a view (names sorted): points in order and their owners.
-    Equal points order by node name. Cached: a view changes far less often than it is read."""
-    bits = len(names).bit_length()
-    ranked = sorted(point << bits | i for i, name in enumerate(names) for point in _points(name))
-    low = (1 << bits) - 1
-    return tuple(r >> bits for r in ranked), tuple(names[r & low] for r in ranked)
 
 
 def _takes_pods(node: NodeView) -> bool:
@@ -587,8 +576,11 @@ def _mismatch(p: PodWants, node: NodeView) -> str | None:
     """Why `node` does not match the pod's pin or selector, or None."""
     if p.pinned is not None and p.pinned != node.name:
         return f"the pod is pinned to {p.pinned}"
+    labels = node.labels
+    if all(labels.get(key) == want for key, want in p.selector.items()):
+        return None  # the common case, without sorting: the order only names the first miss
     for key, want in sorted(p.selector.items()):
-        have = node.labels.get(key)
+        have = labels.get(key)
         if have != want:
             held = "no such label" if have is None else f"{key}={have}"
             return f"label {key}={want} wanted, node has {held}"
@@ -602,19 +594,3 @@ def _by_name(items: Iterable[_T], what: str) -> dict[str, _T]:
             raise PlacementError(f"{what} {item.name} is given twice; nothing was decided")
         out[item.name] = item
     return out
-
-
-def _pod_point(pod: str) -> int:
-    return int.from_bytes(hashlib.blake2b(pod.encode(), digest_size=8, person=b"pod").digest())
-
-
-@lru_cache(maxsize=1 << 14)
-def _points(node: str) -> tuple[int, ...]:
-    """The node's `POINTS` ring points (stable across processes and machines)."""
-    out: list[int] = []
-    for k in range(POINTS // 8):
-        digest = hashlib.blake2b(
-            node.encode(), digest_size=64, person=b"node", salt=bytes([k])
-        ).digest()
-        out += [int.from_bytes(digest[i : i + 8]) for i in range(0, 64, 8)]
-    return tuple(out)

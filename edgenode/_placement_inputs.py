@@ -18,6 +18,8 @@ other, and a decision (`Write`) back into the operations of one change:
   their assignment's time.
 - `assignment_ops(write)`: the `set`/`del` operations of ``assignment.node``, ``.at`` and
   ``.previous`` (or of the whole ``assignment`` for a release).
+- `MajorityClock`: when this node's view last came to hold a majority, `place`'s
+  ``majority_since``, from one round's views to the next.
 
 Pure: no I/O, no clocks; times are arguments.
 """
@@ -25,10 +27,18 @@ Pure: no I/O, no clocks; times are arguments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
-from edgenode._placement import Assignment, NodeState, NodeView, PodWants, Write
+from edgenode._placement import (
+    Assignment,
+    NodeState,
+    NodeView,
+    PodWants,
+    Write,
+    holds_majority,
+)
 from edgenode.objects._deployment import DEPLOYMENT_LABEL, VERSION_LABEL
 from edgenode.objects._errors import QuantityError
 from edgenode.objects._nodeloss import node_loss_rule
@@ -91,6 +101,13 @@ def _capacity(status: Mapping[str, Any], key: str) -> int | None:
     value = ((status.get("capacity") or {}) if isinstance(status, Mapping) else {}).get(key)
     if value is None:
         return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _quantity(key, value)  # every round reads every node's: parsed once each
+    return _quantity.__wrapped__(key, value)
+
+
+@lru_cache(maxsize=1024)
+def _quantity(key: str, value: Any) -> int | None:
     try:
         return cpu_millis(value) if key == "cpu" else memory_bytes(value)
     except QuantityError:
@@ -154,3 +171,23 @@ def assignment_ops(write: Write, current: Assignment | None) -> list[Op]:
     elif a.previous is None and current is not None and current.previous is not None:
         ops.append(Op("del", (*ASSIGNMENT, "previous")))
     return ops
+
+
+@dataclass(slots=True)
+class MajorityClock:
+    """When a node's view last came to hold a majority (`place`'s ``majority_since``).
+
+    `since` starts as when the node started, and `held` as False: a node's first round that
+    holds a majority starts the clock, so nodes it still holds dead then get their pods'
+    `lostAfter` from that round (it cannot tell their death from its own late start)."""
+
+    since: float
+    held: bool = False
+
+    def update(self, views: Iterable[NodeView], *, now: float) -> float:
+        """The `majority_since` of a round at `now` over `views`."""
+        held = holds_majority(views)
+        if held and not self.held:
+            self.since = now
+        self.held = held
+        return self.since

@@ -32,8 +32,9 @@ from typing import Any
 
 import structlog
 
-from edgenode._placement import Plan, PodWants, Waiting, holds_majority, my_actions, place
+from edgenode._placement import Plan, PodWants, Waiting, my_actions, place
 from edgenode._placement_inputs import (
+    MajorityClock,
     assignment_of,
     assignment_ops,
     node_views,
@@ -72,9 +73,12 @@ class NodePlacement:
         self.unparsable: dict[str, str] = {}
         """Pods left out of placement, with the reason."""
         self._wants: dict[str, tuple[str, PodWants | None]] = {}
-        self._held = False
-        self.majority_since = started_at
+        self._majority = MajorityClock(started_at)
+
+    @property
+    def majority_since(self) -> float:
         """When this node's view last came to hold a majority (`place`'s `majority_since`)."""
+        return self._majority.since
 
     def waiting(self, pod: str) -> Waiting | None:
         """Why pod `pod` waits for a node, as of the last round, or None."""
@@ -113,13 +117,8 @@ class NodePlacement:
             self.store.list_objects("Node"), members, me=self.me, since=self.started_at
         )
         now = round(now, 3)
-        held = holds_majority(views)
-        if held and not self._held:
-            self.majority_since = now
-        self._held = held
-        plan = place(
-            wants, views, now=now, majority=self.majority, majority_since=self.majority_since
-        )
+        since = self._majority.update(views, now=now)
+        plan = place(wants, views, now=now, majority=self.majority, majority_since=since)
         self.last = plan
         outcome = Outcome(plan)
         mine = my_actions(plan, self.me)

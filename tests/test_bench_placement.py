@@ -29,9 +29,13 @@ def test_quick_bench_prints_every_figure_as_positive_json() -> None:
         "place_100_nodes_1k_pods_steady_ms",
         "sort_1k_pods_ms",
         "max_pods_per_node_ratio",
+        "sim_split_duplicates",
+        "sim_split_duplicate_pod_s",
+        "sim_heal_converge_s",
     ):
         assert isinstance(report[name], int | float) and report[name] > 0, name
     assert 1.0 <= report["max_pods_per_node_ratio"] <= 3.0
+    assert report["sim_split_duplicates"] <= report["sim_split_minority_pods"]
     assert report["quick"] is True and report["sizes"]["placed"] > 0
     # The real-lab figures (root here; CI runs as root).
     for name in ("detect_dead_s", "detect_dead_all_s", "replacement_start_s", "pod_start_s"):

@@ -289,6 +289,18 @@ def test_keep_original_stays_on_the_replacement_while_the_original_is_full() -> 
     assert plan.keep == ("hog", "web") and writes(plan) == []
 
 
+def test_pods_going_back_count_the_room_a_later_one_frees_on_their_original() -> None:
+    # Two returned nodes swapped pods: "a" on n1 came from n2, "b" on n2 came from n1. n2
+    # holds more than its capacity (it shrank, or two takers raced). Only once "b" leaves n2
+    # does "a" fit there: it goes back in the same plan, not in the next one.
+    a = PodWants("a", cpu=100, on_return="keep-original", assignment=on("n1", previous="n2"))
+    b = PodWants("b", cpu=700, on_return="keep-original", assignment=on("n2", previous="n1"))
+    nodes = [node("n1"), node("n2", cpu=500)]
+    plan = place([a, b], nodes, now=0.0)
+    assert [(m.pod, m.target) for m in plan.move] == [("a", "n2"), ("b", "n1")]
+    assert writes(place(apply([a, b], plan), nodes, now=0.0)) == []
+
+
 def test_original_that_no_longer_matches_is_forgotten_even_with_keep_original() -> None:
     pod = PodWants(
         "web", selector={"z": "b"}, on_return="keep-original", assignment=on("n2", previous="n1")
