@@ -49,6 +49,7 @@ from edgenode._reconcile import (
 )
 from edgenode.deployments import DeploymentControl
 from edgenode.local import open_store
+from edgenode.network.node import NodeNetwork, claims_of, cluster_ula
 from edgenode.objects import ObjectError
 from edgenode.placing import NodePlacement
 from edgenode.podspec import pod_def, stored_pod
@@ -126,6 +127,13 @@ class Daemon:
         self.flows = PodFlows(self)
         self.probes = Probes(self)
         self.state = NodeState()
+        self.network = NodeNetwork(
+            state_dir,
+            self.name,
+            key=self.sandbox.key,
+            cluster_ula=cluster_ula(state_dir, self.name, self.sandbox.key),
+            now=time.time(),
+        )
         self._wake = asyncio.Event()
         self._changed: set[tuple[str, str]] | None = None
         """Objects changed since the last round (kind, name); None: look at everything."""
@@ -166,6 +174,8 @@ class Daemon:
         # which knows the desired restart policy.
         await asyncio.to_thread(self.sandbox.adopt, restart=False)
         log.info("pods_adopted", pods=sorted(self.sandbox.pods()))
+        await asyncio.to_thread(self.network.start)
+        await asyncio.to_thread(self.network.attach_all, self.sandbox)
         if (self.state_dir / "cluster" / "node.cred").is_file():
             from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
 
@@ -208,6 +218,7 @@ class Daemon:
         status = {
             "phase": "Ready",
             "capacity": {**machine_capacity(), **self.capacity},
+            "network": self.network.status(),
             "sandbox": {
                 k: {"available": f.available, "detail": f.detail} for k, f in features().items()
             },
@@ -278,6 +289,7 @@ class Daemon:
                 next_wake = time.time() + 1.0
 
     async def reconcile_once(self) -> float | None:
+        await asyncio.to_thread(self._settle_prefix)
         members = self.mesh.members() if self.mesh is not None and self.mesh.started else {}
         alive = [n for n, (state, _) in members.items() if state == "alive"]
         await asyncio.to_thread(self.deployments.run, alive, self._take_changed())
@@ -300,6 +312,13 @@ class Daemon:
             if w is not None
         ]
         return min(wakes, default=None)
+
+    def _settle_prefix(self) -> None:
+        """Move this node's /64 if another node's earlier claim holds it (docs/network.md)."""
+        if self.network.settle(claims_of(self.store.list_objects("Node")), now=time.time()):
+            self.publish_node()
+            self.network.attach_all(self.sandbox)
+            self._changed = None  # every pod's status carries its new address
 
     def _apply(
         self,
@@ -470,6 +489,9 @@ class Daemon:
             messages.insert(0, failed)
         if messages:
             status["message"] = "; ".join(messages)
+        addresses = self.network.addresses(name) if state.netns else None
+        if addresses:
+            status["addresses"] = addresses
         return status
 
     def _publish_statuses(self, names: Iterable[str]) -> None:

@@ -164,3 +164,15 @@ def link_name(node_key: str, pod: str) -> str:
     if len(pod) <= room:
         return head + pod
     return head + pod[: room - 5] + hashlib.sha256(pod.encode()).hexdigest()[:5]
+
+
+def no_address_reason(relaxations: Collection[str], runtime_class: str) -> str | None:
+    """Why a pod gets no address of its own (None: it gets one)."""
+    if "host-network" in relaxations:
+        return "it uses the node's network (host-network): the node's addresses are its own"
+    if runtime_class == "gvisor":
+        return (
+            "runtime class gvisor runs with loopback only (runsc --network=none): it has no "
+            "address; use runtime class runc or crun for a pod that talks to others"
+        )
+    return None

@@ -1,0 +1,126 @@
+"""A pod's link to its node, for real: a veth between two network namespaces, the pod's
+addresses and default routes, the node's routes to it; made again idempotently, renumbered,
+and gone with `detach`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import require
+
+from edgenode.network import podlinks
+from edgenode.network.node import NodeNetwork
+from edgenode.network.podlinks import PodLink
+from sandbox import netns
+from sandbox._spec import ContainerDef, PodDef
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def spaces() -> Iterator[tuple[str, str]]:
+    """A node namespace and a pod namespace, removed afterwards."""
+    require(os.geteuid() == 0, "makes network namespaces: needs root")
+    tag = secrets.token_hex(3)
+    node, pod = f"ent-{tag}-node", f"ent-{tag}-pod"
+    netns.create(node)
+    netns.create(pod)
+    try:
+        yield node, pod
+    finally:
+        netns.remove(pod)
+        netns.remove(node)
+
+
+def in_ns(name: str, fn: Any) -> Any:
+    return netns.submit_in(netns.path(name), fn).result(timeout=30)
+
+
+def ip_json(ns: str, *args: str) -> Any:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", *args], capture_output=True, text=True, check=True, timeout=10
+    )
+    return json.loads(out.stdout or "[]")
+
+
+def pings(ns: str, address: str) -> bool:
+    argv = ["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", address]
+    return subprocess.run(argv, capture_output=True, timeout=10, check=False).returncode == 0
+
+
+LINK = PodLink("web", "ednt01web", "fd12:3456:789a:1::2", "100.64.0.2")
+
+
+def test_a_pod_gets_its_addresses_and_default_routes_and_the_node_routes_to_it(
+    spaces: tuple[str, str],
+) -> None:
+    node, pod = spaces
+    in_ns(node, podlinks.enable_forwarding)
+    in_ns(node, lambda: podlinks.attach(LINK, netns.path(pod)))
+    [eth0] = [i for i in ip_json(pod, "addr", "show") if i["ifname"] == "eth0"]
+    local = {a["local"] for a in eth0["addr_info"] if a["scope"] == "global"}
+    assert local == {LINK.ipv6, LINK.ipv4}
+    defaults = {r.get("gateway") for r in ip_json(pod, "-6", "route") if r["dst"] == "default"}
+    assert defaults == {"fe80::1"}
+    assert {r.get("gateway") for r in ip_json(pod, "route") if r["dst"] == "default"} == {
+        "169.254.1.1"
+    }
+    routes = {r["dst"]: r["dev"] for r in ip_json(node, "-6", "route") if r.get("protocol") == "77"}
+    assert routes == {LINK.ipv6: LINK.link}
+    assert pings(node, LINK.ipv6) and pings(node, LINK.ipv4)
+    assert pings(pod, "fe80::1%eth0") and pings(pod, "169.254.1.1")
+    forwarding = in_ns(node, lambda: podlinks.read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding"))
+    assert forwarding == "1"
+
+
+def test_attaching_again_repairs_nothing_that_is_right_and_renumbers_what_moved(
+    spaces: tuple[str, str],
+) -> None:
+    node, pod = spaces
+    in_ns(node, lambda: podlinks.attach(LINK, netns.path(pod)))
+    before = ip_json(node, "link", "show", LINK.link)[0]["ifindex"]
+    moved = PodLink(LINK.pod, LINK.link, "fd12:3456:789a:2::2", LINK.ipv4)
+    in_ns(node, lambda: podlinks.attach(moved, netns.path(pod)))
+    assert ip_json(node, "link", "show", LINK.link)[0]["ifindex"] == before, "the veth stays"
+    [eth0] = [i for i in ip_json(pod, "addr", "show") if i["ifname"] == "eth0"]
+    assert {a["local"] for a in eth0["addr_info"] if a["scope"] == "global"} == {
+        moved.ipv6,
+        moved.ipv4,
+    }
+    routes = [r["dst"] for r in ip_json(node, "-6", "route") if r.get("protocol") == "77"]
+    assert routes == [moved.ipv6]
+    assert pings(node, moved.ipv6)
+
+
+def test_detach_removes_the_link_and_the_routes_to_the_pod(spaces: tuple[str, str]) -> None:
+    node, pod = spaces
+    in_ns(node, lambda: podlinks.attach(LINK, netns.path(pod)))
+    in_ns(node, lambda: podlinks.detach(LINK.link))
+    in_ns(node, lambda: podlinks.detach(LINK.link))  # again: nothing to do
+    assert [i["ifname"] for i in ip_json(node, "link", "show")] == ["lo"]
+    assert [i["ifname"] for i in ip_json(pod, "link", "show")] == ["lo"]
+    assert not [r for r in ip_json(node, "-6", "route") if r.get("protocol") == "77"]
+
+
+def test_a_node_keeps_a_pods_lease_across_attaches_and_frees_it_on_detach(
+    spaces: tuple[str, str], tmp_path: Any
+) -> None:
+    node, pod = spaces
+    network = NodeNetwork(
+        tmp_path, "n1", key="abcdef", cluster_ula="fd12:3456:789a::/48", now=100.0
+    )
+    web = PodDef(name="web", containers={"main": ContainerDef(image="busybox")})
+    first = in_ns(node, lambda: network.attach(web, netns.path(pod)))
+    again = in_ns(node, lambda: network.attach(web, netns.path(pod)))
+    assert first == again == network.addresses("web")
+    assert first["ipv6"].startswith(network.prefix.split("::")[0])
+    gvisor = PodDef(name="sandboxed", containers={}, runtime_class="gvisor")
+    assert in_ns(node, lambda: network.attach(gvisor, netns.path(pod))) is None
+    in_ns(node, lambda: network.detach("web"))
+    assert network.addresses("web") is None
