@@ -65,6 +65,22 @@ def _restarts(o: dict[str, Any]) -> str:
     return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
 
 
+def _address(o: dict[str, Any]) -> str:
+    """The pod's own IPv6 address (routed across the mesh), from its node's report."""
+    return str((_status(o).get("addresses") or {}).get("ipv6") or "<none>")
+
+
+def _ports(o: dict[str, Any]) -> str:
+    """`http=8080,dns=53/udp`: each named port of each container (tcp unless said)."""
+    cells = []
+    for c in ((o.get("spec") or {}).get("containers") or {}).values():
+        for name, port in sorted(((c or {}).get("ports") or {}).items()):
+            proto = (port or {}).get("protocol", "tcp")
+            number = (port or {}).get("containerPort", "?")
+            cells.append(f"{name}={number}" + ("" if proto == "tcp" else f"/{proto}"))
+    return ",".join(cells) or "<none>"
+
+
 def _versions_ready(o: dict[str, Any]) -> str:
     """`v1 2/2 v2 0/1`: each version's ready replicas of those it should have."""
     versions = (o.get("spec") or {}).get("versions") or {}
@@ -114,12 +130,14 @@ COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
 }
 WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
     "Pod": [
+        ("ADDRESS", _address),
         (
             "IMAGES",
             lambda o: ",".join(
                 c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
             ),
         ),
+        ("PORTS", _ports),
         ("MESSAGE", lambda o: _status(o).get("message", "")),
     ],
 }
