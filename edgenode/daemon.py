@@ -49,6 +49,8 @@ from edgenode._reconcile import (
 )
 from edgenode.deployments import DeploymentControl
 from edgenode.local import open_store
+from edgenode.network._addressing import settle
+from edgenode.network._routes import PeerNet
 from edgenode.network.node import NodeNetwork, claims_of, cluster_ula
 from edgenode.objects import ObjectError
 from edgenode.placing import NodePlacement
@@ -181,6 +183,7 @@ class Daemon:
 
             self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
             self.mesh.membership_listeners.append(self.everything_changed)
+            self.mesh.pod_prefix = self.network.prefix
             await self.mesh.start()
         else:
             log.info("mesh_off", reason="no cluster credentials (edgenode init or edgenode join)")
@@ -289,7 +292,9 @@ class Daemon:
                 next_wake = time.time() + 1.0
 
     async def reconcile_once(self) -> float | None:
-        await asyncio.to_thread(self._settle_prefix)
+        moved = await asyncio.to_thread(self._network_round, self._peer_nets())
+        if moved and self.mesh is not None and self.mesh.started:
+            self.mesh.set_pod_prefix(self.network.prefix)
         members = self.mesh.members() if self.mesh is not None and self.mesh.started else {}
         alive = [n for n, (state, _) in members.items() if state == "alive"]
         await asyncio.to_thread(self.deployments.run, alive, self._take_changed())
@@ -313,12 +318,28 @@ class Daemon:
         ]
         return min(wakes, default=None)
 
-    def _settle_prefix(self) -> None:
-        """Move this node's /64 if another node's earlier claim holds it (docs/network.md)."""
-        if self.network.settle(claims_of(self.store.list_objects("Node")), now=time.time()):
+    def _peer_nets(self) -> list[PeerNet]:
+        if self.mesh is None or not self.mesh.started:
+            return []
+        return [
+            PeerNet(node, r.state, r.pod_prefix, r.link_local, r.addresses)
+            for node, r in self.mesh.peers.items()
+        ]
+
+    def _network_round(self, peers: list[PeerNet]) -> bool:
+        """Move this node's /64 if another node's earlier claim holds it, and route to the
+        live peers' /64s (docs/network.md); True if the /64 moved."""
+        claims = claims_of(self.store.list_objects("Node"))
+        moved = self.network.settle(claims, now=time.time())
+        if moved:
             self.publish_node()
             self.network.attach_all(self.sandbox)
             self._changed = None  # every pod's status carries its new address
+        try:
+            self.network.sync_routes(peers, settle(claims))
+        except Exception as exc:  # netlink trouble: the next round tries again
+            log.warning("peer_routes_failed", error=repr(exc))
+        return moved
 
     def _apply(
         self,

@@ -19,13 +19,14 @@ the same IPv4 address.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from edgenode.network import podlinks
+from edgenode.network import peerroutes, podlinks
 from edgenode.network._addressing import (
     Claim,
     cluster_network,
@@ -37,6 +38,7 @@ from edgenode.network._addressing import (
     resolve,
 )
 from edgenode.network._leases import Lease
+from edgenode.network._routes import PeerNet, changes, wanted, withdrawn
 from edgenode.network.leases import LeaseTable
 from edgenode.network.podlinks import IPv4TakenError, PodLink
 from gossip._credentials import ula_prefix
@@ -45,6 +47,10 @@ from sandbox.pods import Sandbox
 from sandbox.tables import JsonTable
 
 log = structlog.get_logger("edgenode.network")
+
+ROUTES_SETTLE_S = 30.0
+"""For this long after the daemon starts, routes of peers membership has not heard of yet
+stay; only those of peers declared dead go."""
 
 
 def _check_claim(raw: object) -> dict[str, Any]:
@@ -95,6 +101,7 @@ class NodeNetwork:
         )
         self._lock = threading.Lock()
         self.claim = self._load_claim(now)
+        self._started: float | None = None
 
     def _load_claim(self, now: float) -> Claim:
         def load(raw: dict[str, Any]) -> tuple[dict[str, Any], Claim]:
@@ -130,6 +137,21 @@ class NodeNetwork:
     def start(self) -> None:
         """Make this network namespace route for the pods."""
         podlinks.enable_forwarding()
+        self._started = time.monotonic()
+
+    def sync_routes(self, peers: Sequence[PeerNet], holders: Mapping[str, str]) -> None:
+        """Make the routes to other nodes' /64s what membership says (`_routes`): each live
+        peer's via its link-local address, none to a dead one."""
+        chosen = wanted(peers, cluster=self.cluster, own_prefix=self.prefix, holders=holders)
+        installed = peerroutes.current()
+        desired = peerroutes.resolve(chosen)
+        for prefix in chosen.keys() - desired.keys():
+            if prefix in installed:  # its next hop is not in sight now: keep the last one
+                desired[prefix] = installed[prefix]
+        settling = self._started is None or time.monotonic() - self._started < ROUTES_SETTLE_S
+        put, remove = changes(desired, installed, dead=withdrawn(peers), settling=settling)
+        if put or remove:
+            peerroutes.sync(put, remove)
 
     # -- the /64 -------------------------------------------------------------------------
 
