@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -202,6 +205,82 @@ def test_a_pod_keeps_its_address_across_an_in_place_update_and_a_restart(lab: La
     assert get_pod(lab, "n1", "client")["status"]["addresses"] == address_before
     inside = lab.exec("n1", ["ip", "-j", "-6", "route", "show", address_before["ipv6"]])
     assert re.search(r'"dev":\s*"edn', inside.stdout), inside.stdout
+
+
+EGRESS = """apiVersion: edgenode/v1
+kind: Pod
+metadata: {{name: egress}}
+spec:
+  node: n1
+  containers:
+    main:
+      image: busybox
+      command:
+        - sh
+        - -c
+        - until echo from-a-pod | nc -w 2 {host} {port}; do sleep 0.5; done; exec sleep 3600
+"""
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen()
+while True:
+    conn, (peer, _) = s.accept()
+    print(peer, conn.recv(64).decode().strip(), flush=True)
+    conn.close()
+"""
+
+
+@contextmanager
+def outside_host(lab: Lab) -> Iterator[str]:
+    """An IPv4 host on the lab's LAN that belongs to no node (its own namespace, a port of
+    the bridge, the LAN's .200): its address."""
+    ns = f"eno-{lab.name}"
+    address = lab.address("n1")[1].rsplit(".", 1)[0] + ".200"
+    bridge = ["ip", "-n", lab.bridge_netns]
+    steps = [
+        ["ip", "netns", "add", ns],
+        [*bridge, "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", ns],
+        [*bridge, "link", "set", "out0", "master", "br0", "up"],
+        ["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"],
+        ["ip", "-n", ns, "link", "set", "eth0", "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+    ]
+    try:
+        for argv in steps:
+            subprocess.run(argv, check=True, capture_output=True, timeout=10)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
+
+
+def test_a_pod_reaches_an_ipv4_host_outside_the_mesh_through_its_nodes_masquerade(
+    lab: Lab,
+) -> None:
+    with outside_host(lab) as ns:
+        host = lab.address("n1")[1].rsplit(".", 1)[0] + ".200"
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, "9000"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            apply(lab, "n1", EGRESS.format(host=host, port=9000))
+            assert listener.stdout is not None
+            ready, _, _ = select.select([listener.stdout], [], [], 60)
+            assert ready, "the outside host heard nothing from the pod within 60 s"
+            line = listener.stdout.readline().split()
+        finally:
+            listener.kill()
+            listener.wait()
+    # The host saw the node's own LAN address, not the pod's node-local one.
+    assert line == [lab.address("n1")[1], "from-a-pod"]
+    wait_address(lab, "n1", "egress")
+    assert get_pod(lab, "n1", "egress")["status"]["addresses"]["ipv4"].startswith("100.64.")
+    rules = lab.exec("n1", ["nft", "list", "table", "ip", "edgenode"])
+    assert rules.returncode == 0 and "masquerade" in rules.stdout, rules.stderr
 
 
 def test_routes_to_a_dead_nodes_pods_are_withdrawn_and_return_with_it(lab: Lab) -> None:

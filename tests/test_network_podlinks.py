@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 from conftest import require
 
-from edgenode.network import podlinks
+from edgenode.network import egress, podlinks
+from edgenode.network._egress import ruleset
 from edgenode.network.node import NodeNetwork
 from edgenode.network.podlinks import PodLink
 from sandbox import netns
@@ -124,3 +126,23 @@ def test_a_node_keeps_a_pods_lease_across_attaches_and_frees_it_on_detach(
     assert in_ns(node, lambda: network.attach(gvisor, netns.path(pod))) is None
     in_ns(node, lambda: network.detach("web"))
     assert network.addresses("web") is None
+
+
+def test_the_masquerade_table_is_replaced_whole_and_touches_no_other_table(
+    spaces: tuple[str, str],
+) -> None:
+    node, _ = spaces
+    require(shutil.which("nft") is not None, "applies nftables rules: needs nft")
+    nft = ["ip", "netns", "exec", node, "nft"]
+    other = "table ip theirs { chain c { type filter hook forward priority 0; accept; }; }"
+    subprocess.run([*nft, "-f", "-"], input=other, text=True, check=True, timeout=10)
+    in_ns(node, egress.apply)
+    in_ns(node, egress.apply)
+    listed = subprocess.run(
+        [*nft, "-j", "list", "ruleset"], capture_output=True, text=True, check=True, timeout=10
+    )
+    tables = [i["table"]["name"] for i in json.loads(listed.stdout)["nftables"] if "table" in i]
+    assert sorted(tables) == ["edgenode", "theirs"]
+    rules = [i["rule"] for i in json.loads(listed.stdout)["nftables"] if "rule" in i]
+    assert len([r for r in rules if r["table"] == "edgenode"]) == 1
+    assert 'ip saddr 100.64.0.0/16 oifname != "edn*" masquerade' in ruleset()

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from edgenode.network import peerroutes, podlinks
+from edgenode.network import egress, peerroutes, podlinks
 from edgenode.network._addressing import (
     Claim,
     cluster_network,
@@ -135,9 +135,13 @@ class NodeNetwork:
         }
 
     def start(self) -> None:
-        """Make this network namespace route for the pods."""
+        """Make this network namespace route for the pods and masquerade their IPv4."""
         podlinks.enable_forwarding()
         self._started = time.monotonic()
+        try:
+            egress.apply()
+        except egress.EgressError as exc:
+            log.warning("ipv4_egress_unavailable", reason=str(exc))
 
     def sync_routes(self, peers: Sequence[PeerNet], holders: Mapping[str, str]) -> None:
         """Make the routes to other nodes' /64s what membership says (`_routes`): each live
