@@ -16,6 +16,7 @@ import pytest
 from conftest import require
 
 from edgenode.network import egress, podlinks
+from edgenode.network._addressing import Claim, no_address_reason
 from edgenode.network._egress import ruleset
 from edgenode.network.node import NodeNetwork
 from edgenode.network.podlinks import PodLink
@@ -123,7 +124,7 @@ def test_a_node_keeps_a_pods_lease_across_attaches_and_frees_it_on_detach(
     assert first == again == network.addresses("web")
     assert first["ipv6"].startswith(network.prefix.split("::")[0])
     gvisor = PodDef(name="sandboxed", containers={}, runtime_class="gvisor")
-    assert in_ns(node, lambda: network.attach(gvisor, netns.path(pod))) is None
+    assert in_ns(node, lambda: network.attach(gvisor, netns.path(pod))) is None, "loopback only"
     in_ns(node, lambda: network.detach("web"))
     assert network.addresses("web") is None
 
@@ -146,3 +147,39 @@ def test_the_masquerade_table_is_replaced_whole_and_touches_no_other_table(
     rules = [i["rule"] for i in json.loads(listed.stdout)["nftables"] if "rule" in i]
     assert len([r for r in rules if r["table"] == "edgenode"]) == 1
     assert 'ip saddr 100.64.0.0/16 oifname != "edn*" masquerade' in ruleset()
+
+
+def test_a_node_that_loses_its_prefix_moves_and_its_pods_keep_their_index(
+    spaces: tuple[str, str], tmp_path: Any
+) -> None:
+    node, pod = spaces
+    network = NodeNetwork(
+        tmp_path, "n1", key="abcdef", cluster_ula="fd12:3456:789a::/48", now=500.0
+    )
+    web = PodDef(name="web", containers={"main": ContainerDef(image="busybox")})
+    before = in_ns(node, lambda: network.attach(web, netns.path(pod)))
+    rival = Claim("n0", network.prefix, 0, 100.0)  # an earlier claim of the same /64
+    assert network.settle([rival], now=600.0)
+    assert network.prefix != rival.prefix and network.claim.claimed_at == 600.0
+    after = in_ns(node, lambda: network.attach(web, netns.path(pod)))
+    assert after["ipv6"].rsplit("::", 1)[1] == before["ipv6"].rsplit("::", 1)[1]
+    assert after["ipv6"] != before["ipv6"] and after["ipv4"] == before["ipv4"]
+    assert pings(node, after["ipv6"]) and not pings(node, before["ipv6"])
+    # The move is kept: the node starts again with its new claim.
+    again = NodeNetwork(tmp_path, "n1", key="abcdef", cluster_ula="fd12:3456:789a::/48", now=0)
+    assert again.claim == network.claim
+    assert not again.settle([rival], now=700.0)
+
+
+def test_host_network_and_gvisor_pods_get_no_address(
+    spaces: tuple[str, str], tmp_path: Any
+) -> None:
+    node, _ = spaces
+    network = NodeNetwork(tmp_path, "n1", key="abcdef", cluster_ula="fd12:3456:789a::/48", now=0)
+    host = PodDef(name="h", containers={}, relaxations=frozenset({"host-network"}))
+    assert in_ns(node, lambda: network.attach(host, None)) is None
+    assert no_address_reason(host.relaxations, host.runtime_class) is not None
+    gvisor = PodDef(name="g", containers={}, runtime_class="gvisor")
+    assert "loopback only" in (no_address_reason(gvisor.relaxations, "gvisor") or "")
+    assert no_address_reason(frozenset(), "runc") is None
+    assert network.leases.leases() == {}
