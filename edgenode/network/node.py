@@ -51,6 +51,9 @@ log = structlog.get_logger("edgenode.network")
 ROUTES_SETTLE_S = 30.0
 """For this long after the daemon starts, routes of peers membership has not heard of yet
 stay; only those of peers declared dead go."""
+ROUTES_RESYNC_S = 10.0
+"""With membership unchanged, the kernel's routes are compared again after this long (a
+route someone removed comes back)."""
 
 
 def _check_claim(raw: object) -> dict[str, Any]:
@@ -102,6 +105,8 @@ class NodeNetwork:
         self._lock = threading.Lock()
         self.claim = self._load_claim(now)
         self._started: float | None = None
+        self._routes_seen: object = None
+        self._routes_due = 0.0
 
     def _load_claim(self, now: float) -> Claim:
         def load(raw: dict[str, Any]) -> tuple[dict[str, Any], Claim]:
@@ -146,16 +151,23 @@ class NodeNetwork:
     def sync_routes(self, peers: Sequence[PeerNet], holders: Mapping[str, str]) -> None:
         """Make the routes to other nodes' /64s what membership says (`_routes`): each live
         peer's via its link-local address, none to a dead one."""
+        now = time.monotonic()
+        settling = self._started is None or now - self._started < ROUTES_SETTLE_S
+        seen = (tuple(sorted(peers, key=repr)), tuple(sorted(holders.items())), self.prefix)
+        if seen == self._routes_seen and now < self._routes_due and not settling:
+            return  # nothing changed since a sync that found every next hop
         chosen = wanted(peers, cluster=self.cluster, own_prefix=self.prefix, holders=holders)
         installed = peerroutes.current()
         desired = peerroutes.resolve(chosen)
         for prefix in chosen.keys() - desired.keys():
             if prefix in installed:  # its next hop is not in sight now: keep the last one
                 desired[prefix] = installed[prefix]
-        settling = self._started is None or time.monotonic() - self._started < ROUTES_SETTLE_S
         put, remove = changes(desired, installed, dead=withdrawn(peers), settling=settling)
         if put or remove:
             peerroutes.sync(put, remove)
+        complete = chosen.keys() <= desired.keys()
+        self._routes_seen = seen if complete else None
+        self._routes_due = now + ROUTES_RESYNC_S
 
     # -- the /64 -------------------------------------------------------------------------
 
