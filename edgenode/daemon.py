@@ -49,6 +49,9 @@ from edgenode._reconcile import (
 )
 from edgenode.deployments import DeploymentControl
 from edgenode.local import open_store
+from edgenode.network._addressing import settle
+from edgenode.network._routes import PeerNet
+from edgenode.network.node import NodeNetwork, claims_of, cluster_ula
 from edgenode.objects import ObjectError
 from edgenode.placing import NodePlacement
 from edgenode.podspec import pod_def, stored_pod
@@ -128,6 +131,13 @@ class Daemon:
         self.flows = PodFlows(self)
         self.probes = Probes(self)
         self.state = NodeState()
+        self.network = NodeNetwork(
+            state_dir,
+            self.name,
+            key=self.sandbox.key,
+            cluster_ula=cluster_ula(state_dir, self.name, self.sandbox.key),
+            now=time.time(),
+        )
         self._wake = asyncio.Event()
         self._changed: set[tuple[str, str]] | None = None
         """Objects changed since the last round (kind, name); None: look at everything."""
@@ -168,11 +178,14 @@ class Daemon:
         # which knows the desired restart policy.
         await asyncio.to_thread(self.sandbox.adopt, restart=False)
         log.info("pods_adopted", pods=sorted(self.sandbox.pods()))
+        await asyncio.to_thread(self.network.start)
+        await asyncio.to_thread(self.network.attach_all, self.sandbox)
         if (self.state_dir / "cluster" / "node.cred").is_file():
             from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
 
             self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
             self.mesh.membership_listeners.append(self.everything_changed)
+            self.mesh.pod_prefix = self.network.prefix
             await self.mesh.start()
         else:
             log.info("mesh_off", reason="no cluster credentials (edgenode init or edgenode join)")
@@ -210,6 +223,7 @@ class Daemon:
         status = {
             "phase": "Ready",
             "capacity": {**machine_capacity(), **self.capacity},
+            "network": self.network.status(),
             "sandbox": {
                 k: {"available": f.available, "detail": f.detail} for k, f in features().items()
             },
@@ -280,6 +294,9 @@ class Daemon:
                 next_wake = time.time() + 1.0
 
     async def reconcile_once(self) -> float | None:
+        moved = await asyncio.to_thread(self._network_round, self._peer_nets())
+        if moved and self.mesh is not None and self.mesh.started:
+            self.mesh.set_pod_prefix(self.network.prefix)
         members = self.mesh.members() if self.mesh is not None and self.mesh.started else {}
         alive = [n for n, (state, _) in members.items() if state == "alive"]
         await asyncio.to_thread(self.deployments.run, alive, self._take_changed())
@@ -302,6 +319,29 @@ class Daemon:
             if w is not None
         ]
         return min(wakes, default=None)
+
+    def _peer_nets(self) -> list[PeerNet]:
+        if self.mesh is None or not self.mesh.started:
+            return []
+        return [
+            PeerNet(node, r.state, r.pod_prefix, r.link_local, r.addresses)
+            for node, r in self.mesh.peers.items()
+        ]
+
+    def _network_round(self, peers: list[PeerNet]) -> bool:
+        """Move this node's /64 if another node's earlier claim holds it, and route to the
+        live peers' /64s (docs/network.md); True if the /64 moved."""
+        claims = claims_of(self.store.list_objects("Node"))
+        moved = self.network.settle(claims, now=time.time())
+        if moved:
+            self.publish_node()
+            self.network.attach_all(self.sandbox)
+            self._changed = None  # every pod's status carries its new address
+        try:
+            self.network.sync_routes(peers, settle(claims))
+        except Exception as exc:  # netlink trouble: the next round tries again
+            log.warning("peer_routes_failed", error=repr(exc))
+        return moved
 
     def _apply(
         self,
@@ -474,6 +514,9 @@ class Daemon:
             messages.insert(0, failed)
         if messages:
             status["message"] = "; ".join(messages)
+        addresses = self.network.addresses(name) if state.netns else None
+        if addresses:
+            status["addresses"] = addresses
         return status
 
     def _publish_statuses(self, names: Iterable[str]) -> None:

@@ -65,10 +65,24 @@ def _restarts(o: dict[str, Any]) -> str:
     return str(sum(c.get("restarts", 0) for c in (_status(o).get("containers") or {}).values()))
 
 
-def _host_ports(o: dict[str, Any]) -> str:
-    """`web=30000,admin=30001`: the node's ports a host-ports pod holds, from its status."""
-    ports = _status(o).get("hostPorts") or {}
-    return ",".join(f"{name}={number}" for name, number in sorted(ports.items())) or "<none>"
+def _address(o: dict[str, Any]) -> str:
+    """The pod's own IPv6 address (routed across the mesh), from its node's report."""
+    return str((_status(o).get("addresses") or {}).get("ipv6") or "<none>")
+
+
+def _ports(o: dict[str, Any]) -> str:
+    """`http=8080,dns=53/udp`: each named port of each container (tcp unless said); for a
+    host-ports pod the node's port it holds, from its status (`?` until allocated)."""
+    spec = o.get("spec") or {}
+    held = _status(o).get("hostPorts") or {}
+    host_ports = spec.get("network") == "host-ports"
+    cells = []
+    for c in (spec.get("containers") or {}).values():
+        for name, port in sorted(((c or {}).get("ports") or {}).items()):
+            proto = (port or {}).get("protocol", "tcp")
+            number = held.get(name, "?") if host_ports else (port or {}).get("containerPort", "?")
+            cells.append(f"{name}={number}" + ("" if proto == "tcp" else f"/{proto}"))
+    return ",".join(cells) or "<none>"
 
 
 def _versions_ready(o: dict[str, Any]) -> str:
@@ -120,13 +134,14 @@ COLUMNS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
 }
 WIDE: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
     "Pod": [
+        ("ADDRESS", _address),
         (
             "IMAGES",
             lambda o: ",".join(
                 c.get("image", "") for c in ((o.get("spec") or {}).get("containers") or {}).values()
             ),
         ),
-        ("PORTS", _host_ports),
+        ("PORTS", _ports),
         ("MESSAGE", lambda o: _status(o).get("message", "")),
     ],
 }

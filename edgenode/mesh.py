@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ import structlog
 
 from edgenode import _ask
 from edgenode._nodefacts import Contact, CountingLog, behind, fitting_contact
+from edgenode.network._addressing import LINK_PREFIX
+from edgenode.network.peerroutes import link_locals, local_addresses
 from gossip._membership import (
     MemberAlive,
     MemberDead,
@@ -145,27 +146,9 @@ class PeerRecord:
     since: float = 0.0
     """Wall-clock seconds when this node came to believe `state`."""
     via: set[str] = field(default_factory=set)
-
-
-def local_addresses() -> list[str]:
-    """This node's unicast addresses worth advertising: global and unique-local IPv6 first,
-    then IPv4; link-local addresses are left out (they need the receiver's interface)."""
-    from pyroute2 import IPRoute  # noqa: PLC0415 - netlink, only when the mesh starts
-
-    v6: list[str] = []
-    v4: list[str] = []
-    with IPRoute() as ipr:
-        for msg in ipr.get_addr():
-            addr = msg.get_attr("IFA_ADDRESS")
-            if not addr:
-                continue
-            if msg["family"] == socket.AF_INET6:
-                if addr == "::1" or addr.lower().startswith("fe80"):
-                    continue
-                v6.append(addr)
-            elif msg["family"] == socket.AF_INET and not addr.startswith("127."):
-                v4.append(addr)
-    return [*sorted(v6), *sorted(v4)]
+    pod_prefix: str | None = None
+    """Its pods' /64 and its link-local next hops to them, from its contact."""
+    link_local: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +191,8 @@ class Mesh:
         """Called on the loop after every membership event (the daemon's placement wakes)."""
         self._rng = random.Random()
         self.started = False
+        self.pod_prefix: str | None = None
+        """This node's pods' /64, advertised with its contact (set before `start`)."""
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -237,7 +222,12 @@ class Mesh:
             self.identity, TransportConfig(), on_message=self._on_message, on_peer=self._on_peer
         )
         port = await self.transport.start("::", self.config.port)
-        self.contact = fitting_contact(await asyncio.to_thread(local_addresses), port)
+        self.contact = fitting_contact(
+            await asyncio.to_thread(local_addresses),
+            port,
+            pod_prefix=self.pod_prefix,
+            link_local=await asyncio.to_thread(link_locals),
+        )
         self.membership = Membership(
             me=self.me,
             config=self.config.membership,
@@ -274,6 +264,7 @@ class Mesh:
                 mdns=self.config.mdns,
                 neighbor_discovery=self.config.neighbor_discovery,
                 interfaces=self.config.interfaces,
+                skip_prefixes=(LINK_PREFIX,),
             ),
             seeds=self.config.seeds,
             on_sighting=self._on_sighting,
@@ -282,6 +273,14 @@ class Mesh:
         await self.discovery.start()
         self.started = True
         log.info("mesh_started", node=self.me, cluster=self.cluster.id, port=port)
+
+    def set_pod_prefix(self, prefix: str) -> None:
+        """Advertise `prefix` as this node's pods' /64 from now on (its claim moved)."""
+        self.pod_prefix = prefix
+        if self.started:
+            self.contact = dataclasses.replace(self.contact, pod_prefix=prefix)
+            meta = self.contact.encode()
+            self._m.feed(lambda now: self.membership.set_meta(meta, now=now))
 
     async def close(self) -> None:
         if not self.started:
@@ -483,6 +482,7 @@ class Mesh:
             contact = Contact.decode(getattr(member, "meta", b"") or b"")
             if contact is not None:
                 record.addresses, record.port = contact.addresses, contact.port
+                record.pod_prefix, record.link_local = contact.pod_prefix, contact.link_local
                 for address in contact.addresses:
                     self.transport.set_address(node, address, contact.port)
         if isinstance(

@@ -4,11 +4,11 @@ Each is a small DAG (`edgenode._workflow`), run by the engine (`edgenode.workflo
 recorded per pod, so `edgenode workflow pod/NAME` draws the last one and `why` names its
 failing step:
 
-    pod.start    image.ensure -> sandbox.create -> containers.start -> health.wait
-                   -> status.publish
+    pod.start    image.ensure -> sandbox.create -> network.attach -> containers.start
+                   -> health.wait -> status.publish
     pod.update   image.ensure -> containers.update -> health.wait -> status.publish
     pod.restart  containers.restart -> status.publish
-    pod.delete   containers.stop -> sandbox.delete
+    pod.delete   containers.stop -> network.detach -> sandbox.delete
 
 ``health.wait`` waits until every container is ready (`edgenode.probes.Probes.wait_ready`),
 and fails, with the check's reason, once a container stops or its check has failed
@@ -68,7 +68,8 @@ step ends itself with the checks' reason, the timeout is the engine's last resor
 START = (
     Step("image.ensure", timeout_s=600.0),
     Step("sandbox.create", after=("image.ensure",), timeout_s=60.0),
-    Step("containers.start", after=("sandbox.create",), timeout_s=180.0),
+    Step("network.attach", after=("sandbox.create",), timeout_s=30.0),
+    Step("containers.start", after=("network.attach",), timeout_s=180.0),
     Step(HEALTH, after=("containers.start",)),
     Step("status.publish", after=(HEALTH,), timeout_s=30.0, on_failure="continue"),
 )
@@ -84,7 +85,8 @@ RESTART = (
 )
 DELETE = (
     Step("containers.stop", timeout_s=300.0),
-    Step("sandbox.delete", after=("containers.stop",), timeout_s=60.0),
+    Step("network.detach", after=("containers.stop",), timeout_s=30.0),
+    Step("sandbox.delete", after=("network.detach",), timeout_s=60.0),
 )
 
 
@@ -202,6 +204,7 @@ class PodFlows:
             {
                 "image.ensure": self._ensure_images(d.pod),
                 "sandbox.create": create,
+                "network.attach": self._attach(d),
                 "containers.start": start,
                 HEALTH: health,
                 "status.publish": self._publish(d),
@@ -253,6 +256,9 @@ class PodFlows:
         async def stop(ctx: StepContext) -> None:
             await asyncio.to_thread(self.d.sandbox.stop_pod, name)
 
+        async def detach(ctx: StepContext) -> None:
+            await asyncio.to_thread(self.d.network.detach, name)
+
         async def remove(ctx: StepContext) -> None:
             await asyncio.to_thread(self.d.sandbox.delete_pod, name, grace_s=0)
 
@@ -261,7 +267,7 @@ class PodFlows:
         return await self.engine.run(
             workflow,
             f"Pod/{name}",
-            {"containers.stop": stop, "sandbox.delete": remove},
+            {"containers.stop": stop, "network.detach": detach, "sandbox.delete": remove},
             self._context(d),
         )
 
@@ -297,6 +303,16 @@ class PodFlows:
                 raise StepError(verdict.reason or "not ready")
 
         return timed, health
+
+    def _attach(self, d: Desired) -> Any:
+        async def attach(ctx: StepContext) -> Mapping[str, str]:
+            ns_path = self.d.sandbox.state(d.name).netns
+            addresses = await asyncio.to_thread(self.d.network.attach, d.pod, ns_path)
+            if addresses is None:
+                return {"address": "none"}
+            return {f"address.{family}": a for family, a in addresses.items()}
+
+        return attach
 
     def _publish(self, d: Desired) -> Any:
         async def publish(ctx: StepContext) -> None:

@@ -67,6 +67,8 @@ class DiscoveryConfig:
     """Solicit ff02::1 and sight the IPv6 neighbours of the chosen interfaces."""
     interfaces: tuple[str, ...] = ()
     """Interface names to use; () = every up interface but loopback (re-read as they change)."""
+    skip_prefixes: tuple[str, ...] = ()
+    """Interfaces whose names start with one of these are never used (the node's pod links)."""
     nd_interval_s: float = 10.0
     """Seconds, 1..3600, between neighbour scans: shorter finds new neighbours sooner at the cost
     of one multicast echo (and the answers of every host on the link) per interface per scan."""

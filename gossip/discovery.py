@@ -216,6 +216,8 @@ class Discovery:
                 continue
             if self.config.interfaces and name not in self.config.interfaces:
                 continue
+            if name.startswith(self.config.skip_prefixes):
+                continue
             chosen[link["index"]] = name
         for name in set(self.config.interfaces) - set(chosen.values()) - self._missing_ifaces:
             self._log.warning("interface_not_up", interface=name)

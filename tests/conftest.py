@@ -7,7 +7,10 @@ machines are expected to have everything.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -19,3 +22,15 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI must be able to run this test: {reason}")
     pytest.skip(reason)
+
+
+def run_in_processes(target: Callable[..., None], argsets: Sequence[tuple[Any, ...]]) -> None:
+    """Run `target` with each of `argsets` in a process of its own (spawned), all at once;
+    each must exit 0 within a minute."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args) for args in argsets]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0

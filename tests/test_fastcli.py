@@ -71,7 +71,8 @@ def test_wide_pods_show_each_pods_host_ports_from_its_status(
     from edgenode.fastcli import print_objects
 
     def pod(name: str, status: dict[str, object]) -> dict[str, object]:
-        spec = {"containers": {"web": {"image": "busybox"}}}
+        ports: dict[str, object] = {"web": {}, "admin": {}}
+        spec = {"network": "host-ports", "containers": {"web": {"image": "x", "ports": ports}}}
         return {
             "kind": "Pod",
             "metadata": {"name": name, "revision": 3},
@@ -86,6 +87,6 @@ def test_wide_pods_show_each_pods_host_ports_from_its_status(
     column = header.split().index("PORTS")
     assert header.split()[column - 1 : column + 2] == ["IMAGES", "PORTS", "MESSAGE"]
     assert first.split()[column] == "admin=30001,web=30000"
-    assert second.split()[column] == "<none>"
+    assert second.split()[column] == "admin=?,web=?"  # not allocated yet
     print_objects("pods", None, [ported], "table")
     assert "PORTS" not in capsys.readouterr().out

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 
 import pytest
+from conftest import run_in_processes
 
 from sandbox._ids import FIRST_BASE, RANGE_SIZE
 from sandbox.idtable import IdTable, IdTableCorruptError
@@ -33,13 +33,7 @@ def _allocate_many(path: str, prefix: str) -> None:
 
 def test_processes_allocating_at_once_never_get_the_same_range(tmp_path: Path) -> None:
     path = str(tmp_path / "ids.json")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_allocate_many, args=(path, p)) for p in ("x", "y", "z")]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_in_processes(_allocate_many, [(path, p) for p in ("x", "y", "z")])
     bases = [r.base for r in IdTable(Path(path)).ranges().values()]
     assert len(bases) == 75 and len(set(bases)) == 75
 

@@ -56,11 +56,13 @@ POD_STEPS = frozenset(
     {
         "image.ensure",
         "sandbox.create",
+        "network.attach",
         "containers.start",
         "containers.update",
         "health.wait",
         "containers.restart",
         "containers.stop",
+        "network.detach",
         "sandbox.delete",
         "status.publish",
     }

@@ -34,6 +34,18 @@ class SandboxFeature(StrictModel):
     detail: str
 
 
+class NodeNetwork(StrictModel):
+    """The node's claim of a /64 of the cluster's /48 for its pods (docs/network.md)."""
+
+    noun: ClassVar[str] = "a Node network"
+
+    pod_prefix: str = Field(alias="podPrefix")
+    counter: Annotated[int, Field(ge=0)] = 0
+    """Which of the node's choices of /64 it is (0 first; higher after a collision)."""
+    claimed_at: float = Field(alias="claimedAt")
+    """When (Unix seconds) the node first claimed it: the earliest claim keeps a prefix."""
+
+
 class NodeStatus(StrictModel):
     """Status a node publishes about itself."""
 
@@ -44,6 +56,7 @@ class NodeStatus(StrictModel):
         default_factory=dict
     )
     phase: NodePhase
+    network: NodeNetwork | None = None
     sandbox: Annotated[dict[str, SandboxFeature], AfterValidator(sorted_by_key)] = Field(
         default_factory=dict
     )

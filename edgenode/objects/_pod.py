@@ -256,6 +256,11 @@ class PodStatus(StrictModel):
 
     phase: PodPhase
     node: DnsLabel | None = None
+    addresses: Annotated[dict[DnsLabel, str], AfterValidator(sorted_by_key)] = Field(
+        default_factory=dict
+    )
+    """The pod's own addresses: ``ipv6`` (in its node's /64, routed across the mesh) and
+    ``ipv4`` (node-local, masqueraded for egress); none for host-network and gVisor pods."""
     containers: Annotated[dict[DnsLabel, ContainerStatus], AfterValidator(sorted_by_key)] = Field(
         default_factory=dict
     )
