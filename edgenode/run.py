@@ -43,6 +43,7 @@ def run_daemon(
     mesh: dict[str, Any] | None = None,
     capacity: dict[str, str] | None = None,
     majority: bool = True,
+    clock_offset_s: float = 0.0,
 ) -> int:
     configure_logging()
     from edgenode.daemon import Daemon, install_signal_handlers  # noqa: PLC0415
@@ -60,6 +61,7 @@ def run_daemon(
             mesh=mesh,
             capacity=capacity,
             majority=majority,
+            clock_offset_s=clock_offset_s,
         )
         await daemon.run(stop)
 

@@ -16,6 +16,9 @@ import click
 from edgenode.client import DEFAULT_STATE_DIR
 from edgenode.verbs import socket_option
 
+MAX_CLOCK_OFFSET_S = 10 * 365 * 86400
+"""The largest --clock-offset either way: ten years, in seconds."""
+
 
 def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
     """A click callback that checks a cpu or memory quantity as the pod schema does."""
@@ -109,6 +112,17 @@ def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None
     "the cluster's nodes alive (a node cut off keeps its own pods and takes no others), or "
     "whenever it sees their node lost.",
 )
+@click.option(
+    "--clock-offset",
+    type=click.FloatRange(-MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S),
+    default=0.0,
+    show_default=True,
+    envvar="EDGENODE_CLOCK_OFFSET_S",
+    metavar="SECONDS",
+    help="Seconds added to the wall clock this node stamps its changes with and judges peers' "
+    "clocks and credentials by; for tests of clock drift and long absences (a lab restarts a "
+    "node with it to have weeks pass). Leave it at 0 on real nodes: fix the clock instead.",
+)
 def up(
     *,
     state_dir: Path,
@@ -125,6 +139,7 @@ def up(
     cpu: str | None,
     memory: str | None,
     takeover: str,
+    clock_offset: float,
 ) -> None:
     """Run this node's daemon in the foreground (JSON logs on stderr).
 
@@ -151,5 +166,6 @@ def up(
             },
             capacity={k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None},
             majority=takeover == "majority",
+            clock_offset_s=clock_offset,
         )
     )
