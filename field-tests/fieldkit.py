@@ -89,10 +89,14 @@ def all_see_all(lab: Lab, nodes: Iterable[str]) -> bool:
 
 
 def converged(lab: Lab, nodes: Iterable[str]) -> bool:
-    """Whether `nodes` hold the same changes (version vectors) and the same folded state."""
-    states = [call(lab, n, "mesh", digest=True) for n in nodes]
-    first = states[0]["versionVector"]
-    return all(s["versionVector"] == first for s in states) and (
+    """Whether `nodes` hold the same changes (version vectors) and the same folded state.
+    The state digest folds every object, so it is asked for only once the vectors agree."""
+    wanted = list(nodes)
+    vectors = [call(lab, n, "mesh")["versionVector"] for n in wanted]
+    if any(v != vectors[0] for v in vectors):
+        return False
+    states = [call(lab, n, "mesh", digest=True) for n in wanted]
+    return all(s["versionVector"] == vectors[0] for s in states) and (
         len({s["stateDigest"] for s in states}) == 1
     )
 
