@@ -498,6 +498,10 @@ class Mesh:
             event, MemberJoined | MemberAlive | MemberSuspected | MemberDead | MemberLeft
         ):
             log.info("member_" + type(event).__name__.removeprefix("Member").lower(), node=node)
+        if isinstance(event, MemberDead | MemberLeft):
+            # A connection to a crashed daemon would hold its place until QUIC's idle timeout
+            # and turn away the restarted daemon's connections meanwhile: it goes now.
+            self.transport.disconnect(node, "member " + type(event).__name__[6:].lower())
         self._update_peers()
         for listener in self.membership_listeners:
             listener()

@@ -611,6 +611,17 @@ class Transport:
                 out[node] = PeerInfo(c.address, c.since, c.peer, c.inbound)
         return out
 
+    def disconnect(self, peer: NodeId, reason: str) -> bool:
+        """Close the connection to `peer` (the caller holds it gone: a crashed process's
+        connection would stay until the idle timeout, and keep a restarted peer's new one from
+        being kept). Queued messages go with it; the next `send` dials again. Whether there was
+        one."""
+        p = self._peers.get(peer)
+        if p is None or p.active is None:
+            return False
+        p.active.refuse(fr.Close.DONE, "disconnected", reason)
+        return True
+
     def queued(self, peer: NodeId) -> int:
         """Bytes queued for `peer`: before a connection, and sent on it but not acknowledged."""
         p = self._peers.get(peer)

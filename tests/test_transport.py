@@ -465,6 +465,42 @@ def test_garbage_datagrams_and_malformed_frames_leave_the_node_serving(
     run(body)
 
 
+def test_a_crashed_peers_connection_turns_its_restart_away_until_disconnected(
+    states: dict[str, Path],
+) -> None:
+    async def body() -> None:
+        n1 = await Node(states["n1"]).start()
+        old = await Probe.start(states["n2"])
+        new: Probe | None = None
+        try:
+            n1.t.set_address(NodeId("n2"), "::1", old.port)
+            assert n1.t.send(NodeId("n2"), "state", b"hello", reliable=True)
+            await old.expect("message")
+            old.proc.kill()  # a crash: nothing tells n1
+            await old.proc.wait()
+            new = await Probe.start(states["n2"])
+            new.command(op="address", peer="n1", host="::1", port=n1.port)
+            new.command(op="send", peer="n1", channel="state", data=b"back".hex(), reliable=True)
+            # n1 keeps the connection it dialled to the crashed process, and drains the new one.
+            await until(lambda: n1.messages != [])
+            await new.expect("peer_down")
+            assert n1.t.disconnect(NodeId("n2"), "member dead")
+            assert not n1.t.disconnect(NodeId("n2"), "member dead")  # nothing left to close
+            new.command(op="send", peer="n1", channel="state", data=b"again".hex(), reliable=True)
+            await until(lambda: len(n1.messages) == 2)
+            await asyncio.sleep(0.3)  # time for a drain, were there one
+            new.command(op="stats")
+            assert (await new.expect("stats"))["peers"] == ["n1"]
+            assert [e["event"] for e in new.seen].count("peer_down") == 1
+            assert NodeId("n2") in n1.t.peers()
+        finally:
+            if new is not None:
+                await new.stop()
+            await n1.t.close()
+
+    run(body)
+
+
 def test_every_datagram_refused_at_the_port_is_counted_by_kind_and_logged_with_counts(
     states: dict[str, Path],
 ) -> None:
