@@ -37,6 +37,7 @@ __all__ = [
     "log_events",
     "named_lab",
     "percentile",
+    "pod",
     "report",
     "waited",
 ]
@@ -115,6 +116,19 @@ def deployments(names: Iterable[str], *, arg: str = "3600") -> str:
     """PinnedDeployments named `names` with no replicas (nothing runs for them), whose one
     container sleeps `arg`: a field to edit."""
     return "---\n".join(DEPLOYMENT.format(name=n, arg=arg) for n in names)
+
+
+def pod(name: str, **spec: Any) -> str:
+    """A Pod manifest (JSON, which is YAML): `spec` fields, and one busybox container that
+    sleeps for an hour."""
+    sleeper = {"image": "busybox", "command": ["sh", "-c", "exec sleep 3600"]}
+    doc = {
+        "apiVersion": "edgenode/v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {**spec, "containers": {"main": sleeper}},
+    }
+    return json.dumps(doc)
 
 
 def apply_text(lab: Lab, node: str, text: str) -> list[dict[str, Any]]:
