@@ -110,15 +110,23 @@ class Daemon:
         capacity: Mapping[str, str] | None = None,
         majority: bool = True,
         host_ports: PortRange = DEFAULT_RANGE,
+        clock_offset_s: float = 0.0,
     ) -> None:
         self.state_dir = state_dir
+        self.clock_offset_s = clock_offset_s
+        """Seconds added to the wall clock the store stamps changes with and the mesh judges
+        peers' clocks and credentials by (0 but in tests of clock drift and long absences)."""
         self.mesh_options = dict(mesh or {})
         self.mesh: Mesh | None = None
         self.socket_path = socket_path
         self.resync_s = resync_s
         self.backoff = backoff or Backoff()
         self.hooks_dir = hooks_dir or state_dir / "hooks"
-        self.store: Store = open_store(state_dir, name)
+        self.store: Store = open_store(
+            state_dir,
+            name,
+            clock_ms=lambda: time.time_ns() // 1_000_000 + int(clock_offset_s * 1000),
+        )
         self.name = self.store.node_id
         self.capacity = dict(capacity or {})
         """Declared capacity (`cpu`, `memory` quantities); what is not given is the machine's."""
@@ -172,6 +180,10 @@ class Daemon:
         from edgenode.server import serve  # noqa: PLC0415
 
         log.info("daemon_starting", node=self.name, state_dir=str(self.state_dir))
+        if self.clock_offset_s:
+            log.warning(
+                "clock_offset", seconds=self.clock_offset_s, days=self.clock_offset_s / 86400
+            )
         await asyncio.to_thread(ensure_busybox, self.images)
         await asyncio.to_thread(self.publish_node)
         # Network namespaces back after a reboot; lost runs are restarted by the reconciler,
@@ -183,7 +195,8 @@ class Daemon:
         if (self.state_dir / "cluster" / "node.cred").is_file():
             from edgenode.mesh import Mesh, MeshConfig  # noqa: PLC0415 - QUIC, mDNS, netlink
 
-            self.mesh = Mesh(self.store, self.state_dir, MeshConfig(**self.mesh_options))
+            config = MeshConfig(**self.mesh_options, clock_offset_s=self.clock_offset_s)
+            self.mesh = Mesh(self.store, self.state_dir, config)
             self.mesh.membership_listeners.append(self.everything_changed)
             self.mesh.pod_prefix = self.network.prefix
             await self.mesh.start()

@@ -303,6 +303,7 @@ class Handlers:
                 "created": r.created,
                 "deleted": r.deleted,
                 "conflicts": list(r.conflicts),
+                "overwritten": list(r.overwritten),
             }
             for r in revs
         ]

@@ -26,7 +26,7 @@ import difflib
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -132,15 +132,26 @@ def store_author(store: Store) -> Author | None:
     return user_author(store.path.parent)
 
 
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def open_store(
-    state_dir: Path, node: str | None = None, *, create: bool = True, now: int | None = None
+    state_dir: Path,
+    node: str | None = None,
+    *,
+    create: bool = True,
+    now: int | None = None,
+    clock_ms: Callable[[], int] | None = None,
 ) -> Store:
     """The store of the node whose state is in `state_dir` (its name: `node`, else its node
     credential's subject on a cluster node, else the host name). With `create`, a missing
     directory, key and store are made; without, they must exist (a read-only verb does not
     make a node). Raises `StateDirError` when the directory, key, store or cluster
     credentials (checked at `now`, default the wall clock) cannot be used, and the store's own
-    `LocalStoreError` when the store refuses to open (another node's, another format)."""
+    `LocalStoreError` when the store refuses to open (another node's, another format).
+    `clock_ms`: the wall clock (Unix milliseconds) the store stamps changes with and bounds
+    peers' timestamps by; default the machine's."""
     key_path, store_path = state_dir / KEY_FILE, state_dir / STORE_DIR
     if not create and not (key_path.is_file() and store_path.is_dir()):
         raise StateDirError(
@@ -161,7 +172,12 @@ def open_store(
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = load_or_create_key(key_path)
         store = Store(
-            store_path, node_id=node, signing_key=key, rules=KIND_RULES, node_managers=managers
+            store_path,
+            node_id=node,
+            signing_key=key,
+            rules=KIND_RULES,
+            node_managers=managers,
+            clock=clock_ms or _wall_clock_ms,
         )
     except PermissionError as exc:
         raise StateDirError(

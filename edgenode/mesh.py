@@ -164,6 +164,9 @@ class MeshConfig:
     interfaces: tuple[str, ...] = ()
     """Interfaces for discovery; empty: every up interface but loopback."""
     membership: MembershipConfig = field(default_factory=MembershipConfig)
+    clock_offset_s: float = 0.0
+    """Seconds added to the wall clock peers' credentials are judged by (`edgenode up
+    --clock-offset`); 0 but in tests of clock drift and long absences."""
 
 
 Runner = Callable[[Sequence[Any]], None]
@@ -205,10 +208,12 @@ class Mesh:
 
         self.identity = NodeIdentity.load(self.state_dir)
         self.cluster = load_cluster(self.state_dir)
+        offset = self.config.clock_offset_s
         self.book = CredentialBook(
             self.state_dir / "cluster" / "known.creds",
             store=self.store,
             root_public=self.cluster.root_public,
+            clock=lambda: int(time.time() + offset),
         )
         # Peers learn our node's and our operator's keys from us, with the changes they sign.
         for cred in ("node.cred", "operator.cred"):
@@ -219,7 +224,11 @@ class Mesh:
                     log.warning("own_credential_refused", file=str(path), reason=reason)
         self.log_ = CountingLog(StoreLog(self.store, self.book))
         self.transport = Transport(
-            self.identity, TransportConfig(), on_message=self._on_message, on_peer=self._on_peer
+            self.identity,
+            TransportConfig(),
+            on_message=self._on_message,
+            on_peer=self._on_peer,
+            clock=lambda: time.time() + offset,
         )
         port = await self.transport.start("::", self.config.port)
         self.contact = fitting_contact(
@@ -489,6 +498,10 @@ class Mesh:
             event, MemberJoined | MemberAlive | MemberSuspected | MemberDead | MemberLeft
         ):
             log.info("member_" + type(event).__name__.removeprefix("Member").lower(), node=node)
+        if isinstance(event, MemberDead | MemberLeft):
+            # A connection to a crashed daemon would hold its place until QUIC's idle timeout
+            # and turn away the restarted daemon's connections meanwhile: it goes now.
+            self.transport.disconnect(node, "member " + type(event).__name__[6:].lower())
         self._update_peers()
         for listener in self.membership_listeners:
             listener()

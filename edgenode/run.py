@@ -44,6 +44,7 @@ def run_daemon(
     capacity: dict[str, str] | None = None,
     majority: bool = True,
     host_ports: str | None = None,
+    clock_offset_s: float = 0.0,
 ) -> int:
     """Run the daemon until SIGTERM or SIGINT; `host_ports`: the range of host ports it
     allocates (``30000-32767``), already checked by the CLI."""
@@ -65,6 +66,7 @@ def run_daemon(
             capacity=capacity,
             majority=majority,
             host_ports=parse_range(host_ports) if host_ports else DEFAULT_RANGE,
+            clock_offset_s=clock_offset_s,
         )
         await daemon.run(stop)
 

@@ -17,6 +17,9 @@ import click
 from edgenode.client import DEFAULT_STATE_DIR
 from edgenode.verbs import socket_option
 
+MAX_CLOCK_OFFSET_S = 10 * 365 * 86400
+"""The largest --clock-offset either way: ten years, in seconds."""
+
 
 def _port_range(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A click callback that checks a host port range (`30000-32767`)."""
@@ -130,6 +133,17 @@ def _quantity(kind: str) -> Callable[[click.Context, click.Parameter, str | None
     help="The ports this node allocates to pods with network: host-ports, each to one pod "
     "(docs/host-ports.md).",
 )
+@click.option(
+    "--clock-offset",
+    type=click.FloatRange(-MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S),
+    default=0.0,
+    show_default=True,
+    envvar="EDGENODE_CLOCK_OFFSET_S",
+    metavar="SECONDS",
+    help="Seconds added to the wall clock this node stamps its changes with and judges peers' "
+    "clocks and credentials by; for tests of clock drift and long absences (a lab restarts a "
+    "node with it to have weeks pass). Leave it at 0 on real nodes: fix the clock instead.",
+)
 def up(
     *,
     state_dir: Path,
@@ -147,6 +161,7 @@ def up(
     memory: str | None,
     takeover: str,
     host_ports: str,
+    clock_offset: float,
 ) -> None:
     """Run this node's daemon in the foreground (JSON logs on stderr).
 
@@ -174,5 +189,6 @@ def up(
             capacity={k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None},
             majority=takeover == "majority",
             host_ports=host_ports,
+            clock_offset_s=clock_offset,
         )
     )

@@ -380,6 +380,8 @@ def history(ref: str, output: str, socket_path: str | None) -> None:
         )
         if r.get("conflicts"):
             fields += f"  [conflict: {', '.join(r['conflicts'])}]"
+        if r.get("overwritten"):
+            fields += f"  [overwritten: {', '.join(r['overwritten'])}]"
         rows.append([str(r["revision"]), r["author"], r["manager"], when, fields])
     click.echo(table(rows))
 

@@ -105,6 +105,7 @@ class PeerConnection(QuicConnectionProtocol):
         self.since = 0.0
         self.busy = False
         self.negotiated = False  # a ClientHello was read (set before its first datagram ends)
+        self.garbage = False  # its first datagram had no ClientHello: it was dropped
         self.counted = inbound  # holds a pending-handshake slot
         self.got_fin = False
         self.our_close: tuple[int, str] | None = None
@@ -117,6 +118,10 @@ class PeerConnection(QuicConnectionProtocol):
     # inputs from asyncio and aioquic
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.owner._delivered = True
+        if self.garbage:  # more for a connection dropped as garbage (an Initial replayed)
+            self.owner._refused_datagram(addr, "no-client-hello")
+            return
         first = self.address == ("", 0)
         if first:
             self.address = _address(addr)
@@ -295,7 +300,10 @@ class PeerConnection(QuicConnectionProtocol):
             self.refuse(fr.Close.TIMEOUT, "deadline", "handshake not finished before its deadline")
 
     def _drop_silently(self) -> None:
-        """An Initial with no ClientHello in it: garbage. Forget it without logging each one."""
+        """An Initial with no ClientHello in it: garbage. Forget it, sending nothing back; the
+        owner counts the refusal and logs it with the others of its kind."""
+        self.owner._refused_datagram(self.address, "no-client-hello")
+        self.garbage = True
         self.owner._release(self)
         self.state = "closed"
         self.close(fr.Close.PROTOCOL, "")

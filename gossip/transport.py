@@ -15,7 +15,10 @@ closes with `Close.REFUSED` and a short reason; the refused side logs ``refused_
 Nothing but handshake frames flows before the server's ACCEPTED: no frame or datagram is
 delivered, or sent, to an unauthenticated peer. Handshakes have a deadline, at most
 `TransportConfig.max_pending_handshakes` inbound ones run at once, and an Initial that carries
-no TLS ClientHello is dropped at once, so garbage and floods cost little and end quickly.
+no TLS ClientHello is dropped at once, so garbage and floods cost little and end quickly. Every
+datagram at the listening port that opens or reaches no connection is a refusal, counted by
+kind (`TransportStats.datagrams_refused`) and logged as ``datagrams_refused`` with counts per
+address and kind, at most once per `TransportConfig.log_interval_s`.
 
 After authentication, `send` writes DATA frames on the stream (reliable, in order) or QUIC
 DATAGRAM frames (unreliable). Per peer, bytes queued before the connection is up plus bytes
@@ -38,12 +41,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from aioquic._buffer import Buffer  # what aioquic.buffer re-exports (no __all__ there)
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_header
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -77,6 +82,11 @@ __all__ = [
 ]
 
 log = structlog.get_logger("gossip.transport")
+
+QUIC_VERSIONS = frozenset(int(v) for v in QuicProtocolVersion if v != 0)
+MAX_TALLY_KEYS = 1024
+"""Distinct (address, kind) counts of refused datagrams kept between two logs; past it, the
+rest are counted under the address ``*`` (a flood from spoofed addresses stays bounded)."""
 
 
 # -- Configuration, identity, events ---------------------------------------------------------
@@ -202,6 +212,10 @@ class TransportStats:
     bytes_out: dict[str, int] = field(default_factory=dict)
     datagrams_in: dict[str, int] = field(default_factory=dict)
     datagrams_out: dict[str, int] = field(default_factory=dict)
+    datagrams_refused: dict[str, int] = field(default_factory=dict)
+    """UDP datagrams at the listening port that opened or reached no connection, by kind:
+    ``not-quic``, ``unsupported-version``, ``short-initial``, ``no-connection`` and
+    ``no-client-hello`` (an Initial that does not decrypt to a TLS ClientHello)."""
 
 
 def _count(table: dict[str, int], key: str, n: int = 1) -> None:
@@ -218,13 +232,34 @@ class _Peer:
 
 
 class _Server(QuicServer):
-    """aioquic's server, with any exception from a datagram logged instead of escaping."""
+    """aioquic's server, with any exception from a datagram logged instead of escaping, and
+    every datagram it drops without a connection to hand it to counted as a refusal."""
+
+    def __init__(self, *, owner: Transport, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.owner = owner
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         try:
+            self.owner._delivered = False
             super().datagram_received(data, addr)
+            if not self.owner._delivered:
+                self.owner._refused_datagram(addr, _why_dropped(cast(bytes, data)))
         except Exception:
             log.exception("transport_bug", address=str(addr[:2]))
+
+
+def _why_dropped(data: bytes) -> str:
+    """Why aioquic's server dropped a datagram no connection took (the refusal's kind)."""
+    try:
+        header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+    except ValueError:
+        return "not-quic"
+    if header.version is not None and header.version not in QUIC_VERSIONS:
+        return "unsupported-version"
+    if header.packet_type == QuicPacketType.INITIAL:
+        return "short-initial"  # under 1200 bytes: no client may open a connection with it
+    return "no-connection"
 
 
 def _certificate(key: Ed25519PrivateKey, node: str, now: float) -> x509.Certificate:
@@ -270,6 +305,9 @@ class Transport:
         self._conns: set[PeerConnection] = set()
         self._pending = 0
         self._server: QuicServer | None = None
+        self._delivered = False  # set by a connection that takes the datagram in hand
+        self._tally: dict[tuple[str, str], int] = {}
+        self._tally_timer: asyncio.TimerHandle | None = None
         self._cert = _certificate(identity.key, identity.node_id, clock())
         self._cert_der = self._cert.public_bytes(Encoding.DER)
 
@@ -306,7 +344,8 @@ class Transport:
             raise
         configuration = self._configuration(client=False)
         _, server = await loop.create_datagram_endpoint(
-            lambda: _Server(configuration=configuration, create_protocol=self._accept), sock=sock
+            lambda: _Server(owner=self, configuration=configuration, create_protocol=self._accept),
+            sock=sock,
         )
         self._server = server
         return int(sock.getsockname()[1])
@@ -528,6 +567,33 @@ class Transport:
                 suppressed=suppressed,
             )
 
+    def _refused_datagram(self, addr: Any, kind: str) -> None:
+        """Count a datagram refused at the listening port; log it. The first refusal after a
+        quiet interval is logged at once; those that follow are counted per address and kind,
+        and logged with their counts every `log_interval_s`, so every one is in the log."""
+        _count(self.stats.datagrams_refused, kind)
+        host = str(addr[0]).removeprefix("::ffff:")
+        if self._tally_timer is None:
+            self._log_refused(host, kind, 1)
+            loop = asyncio.get_running_loop()
+            self._tally_timer = loop.call_later(self.config.log_interval_s, self._flush_tally)
+            return
+        key = (host, kind) if len(self._tally) < MAX_TALLY_KEYS else ("*", kind)
+        self._tally[key] = self._tally.get(key, 0) + 1
+
+    def _flush_tally(self) -> None:
+        tally, self._tally = self._tally, {}
+        self._tally_timer = None
+        for (host, kind), count in sorted(tally.items()):
+            self._log_refused(host, kind, count)
+        if tally:  # still coming: the next ones wait for the next interval too
+            loop = asyncio.get_running_loop()
+            self._tally_timer = loop.call_later(self.config.log_interval_s, self._flush_tally)
+
+    def _log_refused(self, host: str, kind: str, count: int) -> None:
+        total = sum(self.stats.datagrams_refused.values())
+        log.warning("datagrams_refused", address=host, kind=kind, count=count, total=total)
+
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
@@ -544,6 +610,17 @@ class Transport:
             if c is not None and c.peer is not None:
                 out[node] = PeerInfo(c.address, c.since, c.peer, c.inbound)
         return out
+
+    def disconnect(self, peer: NodeId, reason: str) -> bool:
+        """Close the connection to `peer` (the caller holds it gone: a crashed process's
+        connection would stay until the idle timeout, and keep a restarted peer's new one from
+        being kept). Queued messages go with it; the next `send` dials again. Whether there was
+        one."""
+        p = self._peers.get(peer)
+        if p is None or p.active is None:
+            return False
+        p.active.refuse(fr.Close.DONE, "disconnected", reason)
+        return True
 
     def queued(self, peer: NodeId) -> int:
         """Bytes queued for `peer`: before a connection, and sent on it but not acknowledged."""
@@ -569,6 +646,12 @@ class Transport:
             if c.udp is not None:
                 c.udp.close()
             c.deadline.cancel()
+        if self._tally_timer is not None:
+            self._tally_timer.cancel()
+            self._flush_tally()  # what was still counted goes into the log before the end
+            if self._tally_timer is not None:
+                self._tally_timer.cancel()
+                self._tally_timer = None
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -465,6 +465,90 @@ def test_garbage_datagrams_and_malformed_frames_leave_the_node_serving(
     run(body)
 
 
+def test_a_crashed_peers_connection_turns_its_restart_away_until_disconnected(
+    states: dict[str, Path],
+) -> None:
+    async def body() -> None:
+        n1 = await Node(states["n1"]).start()
+        old = await Probe.start(states["n2"])
+        new: Probe | None = None
+        try:
+            n1.t.set_address(NodeId("n2"), "::1", old.port)
+            assert n1.t.send(NodeId("n2"), "state", b"hello", reliable=True)
+            await old.expect("message")
+            old.proc.kill()  # a crash: nothing tells n1
+            await old.proc.wait()
+            new = await Probe.start(states["n2"])
+            new.command(op="address", peer="n1", host="::1", port=n1.port)
+            new.command(op="send", peer="n1", channel="state", data=b"back".hex(), reliable=True)
+            # n1 keeps the connection it dialled to the crashed process, and drains the new one.
+            await until(lambda: n1.messages != [])
+            await new.expect("peer_down")
+            assert n1.t.disconnect(NodeId("n2"), "member dead")
+            assert not n1.t.disconnect(NodeId("n2"), "member dead")  # nothing left to close
+            new.command(op="send", peer="n1", channel="state", data=b"again".hex(), reliable=True)
+            await until(lambda: len(n1.messages) == 2)
+            await asyncio.sleep(0.3)  # time for a drain, were there one
+            new.command(op="stats")
+            assert (await new.expect("stats"))["peers"] == ["n1"]
+            assert [e["event"] for e in new.seen].count("peer_down") == 1
+            assert NodeId("n2") in n1.t.peers()
+        finally:
+            if new is not None:
+                await new.stop()
+            await n1.t.close()
+
+    run(body)
+
+
+def test_every_datagram_refused_at_the_port_is_counted_by_kind_and_logged_with_counts(
+    states: dict[str, Path],
+) -> None:
+    rng = random.Random(3)
+
+    def initial(payload: int) -> bytes:  # a version-1 Initial's header, a fresh connection id
+        cids = b"\x08" + rng.randbytes(8) + b"\x08" + rng.randbytes(8)
+        return b"\xc0\x00\x00\x00\x01" + cids + b"\x00" + (0x4000 | payload).to_bytes(2, "big")
+
+    replayed = initial(1232) + rng.randbytes(1232)  # the same Initial again and again
+
+    def batch() -> dict[str, list[bytes]]:
+        return {
+            "not-quic": [b"", b"\x40"],  # empty; a short header cut before its connection id
+            "unsupported-version": [b"\xca\x0a\x0a\x0a\x0a" + initial(16)[5:] + rng.randbytes(16)],
+            "short-initial": [initial(100) + rng.randbytes(100)],
+            "no-connection": [b"\x40" + rng.randbytes(64)],
+            "no-client-hello": [initial(1232) + rng.randbytes(1232), replayed],
+        }
+
+    async def body() -> None:
+        n1 = await Node(states["n1"], replace(FAST, log_interval_s=0.3)).start()
+        want: dict[str, int] = {}
+        try:
+            with capture_logs() as logs:
+                with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+                    for _ in range(20):
+                        for kind, datagrams in batch().items():
+                            want[kind] = want.get(kind, 0) + len(datagrams)
+                            for d in datagrams:
+                                s.sendto(d, ("::1", n1.port))
+                        await asyncio.sleep(0.005)
+                await until(lambda: n1.t.stats.datagrams_refused == want)
+                await asyncio.sleep(0.5)  # one interval: the counts held back are logged
+            refused = [e for e in logs if e["event"] == "datagrams_refused"]
+            assert refused[0]["count"] == 1  # the first at once, the rest with their counts
+            logged: dict[str, int] = {}
+            for e in refused:
+                logged[e["kind"]] = logged.get(e["kind"], 0) + e["count"]
+                assert e["address"] == "::1"
+            assert logged == want
+            assert not [e for e in logs if e["event"] == "transport_bug"]
+        finally:
+            await n1.t.close()
+
+    run(body)
+
+
 def test_a_frame_over_the_limit_closes_that_connection_only(states: dict[str, Path]) -> None:
     async def body() -> None:
         n1 = await Node(states["n1"], replace(FAST, max_frame_bytes=64 << 10)).start()
