@@ -499,9 +499,9 @@ class Mesh:
         ):
             log.info("member_" + type(event).__name__.removeprefix("Member").lower(), node=node)
         if isinstance(event, MemberDead | MemberLeft):
-            # A connection to a crashed daemon would hold its place until QUIC's idle timeout
-            # and turn away the restarted daemon's connections meanwhile: it goes now.
-            self.transport.disconnect(node, "member " + type(event).__name__[6:].lower())
+            # A crashed daemon's connection would stay until QUIC's idle timeout and turn
+            # away its restarted daemon's connections meanwhile.
+            self.transport.expect_restart(node)
         self._update_peers()
         for listener in self.membership_listeners:
             listener()

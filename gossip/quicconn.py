@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -106,6 +107,7 @@ class PeerConnection(QuicConnectionProtocol):
         self.busy = False
         self.negotiated = False  # a ClientHello was read (set before its first datagram ends)
         self.garbage = False  # its first datagram had no ClientHello: it was dropped
+        self.heard = 0.0  # monotonic seconds when it last received a datagram
         self.counted = inbound  # holds a pending-handshake slot
         self.got_fin = False
         self.our_close: tuple[int, str] | None = None
@@ -119,6 +121,7 @@ class PeerConnection(QuicConnectionProtocol):
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         self.owner._delivered = True
+        self.heard = time.monotonic()
         if self.garbage:  # more for a connection dropped as garbage (an Initial replayed)
             self.owner._refused_datagram(addr, "no-client-hello")
             return

@@ -229,6 +229,8 @@ class _Peer:
     pending: deque[tuple[bool, bytes, str, int]] = field(default_factory=deque)
     pending_bytes: int = 0
     dialling: asyncio.Task[None] | None = None
+    gone_since: float | None = None
+    """When the caller held the peer gone (`expect_restart`), if it has not connected since."""
 
 
 class _Server(QuicServer):
@@ -485,7 +487,11 @@ class Transport:
         self.stats.connections += 1
         p = self._peers.setdefault(node, _Peer())
         old = p.active
-        if old is not None:
+        gone, p.gone_since = p.gone_since, None
+        if old is not None and gone is not None and old.heard < gone:
+            p.active = conn  # the old one is a dead process's: nothing was heard on it since
+            old.refuse(fr.Close.DONE, "replaced", "the peer connected again after it was gone")
+        elif old is not None:
             me = self.identity.node_id
             if fr.keeps_new(me, node, new_inbound=conn.inbound, old_inbound=old.inbound):
                 p.active = conn
@@ -611,16 +617,15 @@ class Transport:
                 out[node] = PeerInfo(c.address, c.since, c.peer, c.inbound)
         return out
 
-    def disconnect(self, peer: NodeId, reason: str) -> bool:
-        """Close the connection to `peer` (the caller holds it gone: a crashed process's
-        connection would stay until the idle timeout, and keep a restarted peer's new one from
-        being kept). Queued messages go with it; the next `send` dials again. Whether there was
-        one."""
+    def expect_restart(self, peer: NodeId) -> None:
+        """The caller holds `peer` gone (membership declared it dead): its process may have
+        ended without closing, and its connection here would last until the idle timeout.
+        Until that connection hears from the peer again, a new connection from the peer
+        replaces it, rather than being drained by the lower-id rule (which would turn a
+        restarted peer away). A peer that was only cut off is heard on it again first."""
         p = self._peers.get(peer)
-        if p is None or p.active is None:
-            return False
-        p.active.refuse(fr.Close.DONE, "disconnected", reason)
-        return True
+        if p is not None and p.active is not None:
+            p.gone_since = time.monotonic()
 
     def queued(self, peer: NodeId) -> int:
         """Bytes queued for `peer`: before a connection, and sent on it but not acknowledged."""

@@ -465,37 +465,68 @@ def test_garbage_datagrams_and_malformed_frames_leave_the_node_serving(
     run(body)
 
 
-def test_a_crashed_peers_connection_turns_its_restart_away_until_disconnected(
+def test_a_crashed_peers_restart_is_turned_away_unless_the_peer_is_expected_to_restart(
+    states: dict[str, Path],
+) -> None:
+    async def restart(n1: Node, old: Probe) -> Probe:
+        """`old` crashes (nothing tells n1) and comes back, sending n1 a frame."""
+        old.proc.kill()
+        await old.proc.wait()
+        new = await Probe.start(states["n2"])
+        new.command(op="address", peer="n1", host="::1", port=n1.port)
+        new.command(op="send", peer="n1", channel="state", data=b"back".hex(), reliable=True)
+        await until(lambda: len(n1.messages) == 1)
+        n1.messages.clear()
+        return new
+
+    async def body() -> None:
+        n1 = await Node(states["n1"]).start()
+        probes = [await Probe.start(states["n2"])]
+        try:
+            n1.t.set_address(NodeId("n2"), "::1", probes[0].port)
+            assert n1.t.send(NodeId("n2"), "state", b"hello", reliable=True)
+            await probes[0].expect("message")
+            # n1 keeps the connection it dialled to the crashed process and drains the new one.
+            probes.append(await restart(n1, probes[0]))
+            await probes[1].expect("peer_down")
+            # Held gone (its membership says dead): the next restart's connection replaces it.
+            n1.t.expect_restart(NodeId("n2"))
+            probes.append(await restart(n1, probes[1]))
+            await asyncio.sleep(0.3)  # time for a drain, were there one
+            probes[2].command(op="stats")
+            assert (await probes[2].expect("stats"))["peers"] == ["n1"]
+            assert "peer_down" not in [e["event"] for e in probes[2].seen]
+            assert n1.t.peers()[NodeId("n2")].inbound
+        finally:
+            for probe in probes:
+                await probe.stop()
+            await n1.t.close()
+
+    run(body)
+
+
+def test_a_peer_held_gone_but_heard_again_keeps_its_connection_by_the_usual_rule(
     states: dict[str, Path],
 ) -> None:
     async def body() -> None:
         n1 = await Node(states["n1"]).start()
-        old = await Probe.start(states["n2"])
-        new: Probe | None = None
+        n2 = await Probe.start(states["n2"])
         try:
-            n1.t.set_address(NodeId("n2"), "::1", old.port)
+            n1.t.set_address(NodeId("n2"), "::1", n2.port)
             assert n1.t.send(NodeId("n2"), "state", b"hello", reliable=True)
-            await old.expect("message")
-            old.proc.kill()  # a crash: nothing tells n1
-            await old.proc.wait()
-            new = await Probe.start(states["n2"])
-            new.command(op="address", peer="n1", host="::1", port=n1.port)
-            new.command(op="send", peer="n1", channel="state", data=b"back".hex(), reliable=True)
-            # n1 keeps the connection it dialled to the crashed process, and drains the new one.
-            await until(lambda: n1.messages != [])
-            await new.expect("peer_down")
-            assert n1.t.disconnect(NodeId("n2"), "member dead")
-            assert not n1.t.disconnect(NodeId("n2"), "member dead")  # nothing left to close
-            new.command(op="send", peer="n1", channel="state", data=b"again".hex(), reliable=True)
-            await until(lambda: len(n1.messages) == 2)
-            await asyncio.sleep(0.3)  # time for a drain, were there one
-            new.command(op="stats")
-            assert (await new.expect("stats"))["peers"] == ["n1"]
-            assert [e["event"] for e in new.seen].count("peer_down") == 1
-            assert NodeId("n2") in n1.t.peers()
+            await n2.expect("message")
+            n1.t.expect_restart(NodeId("n2"))  # a partition, say: n2 is held dead
+            n2.command(op="address", peer="n1", host="::1", port=n1.port)
+            n2.command(op="send", peer="n1", channel="state", data=b"heard".hex(), reliable=True)
+            await until(lambda: len(n1.messages) == 1)  # on the old connection: n2 is back
+            n2.command(op="dial", host="::1", port=n1.port)  # and a second connection
+            await n2.expect("dialled")
+            await asyncio.sleep(0.3)
+            # Both ends keep the one n1 dialled; n2 never saw its peer go.
+            assert not n1.t.peers()[NodeId("n2")].inbound
+            assert "peer_down" not in [e["event"] for e in n2.seen]
         finally:
-            if new is not None:
-                await new.stop()
+            await n2.stop()
             await n1.t.close()
 
     run(body)
