@@ -43,6 +43,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("membership-lossy", "membership.py", ("--lossy",)),
     Bench("placement", "placement.py"),
     Bench("sandbox", "sandbox.py"),
+    Bench("network", "network.py"),
     Bench("daemon", "daemon.py"),
 )
 
