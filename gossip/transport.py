@@ -83,6 +83,10 @@ __all__ = [
 
 log = structlog.get_logger("gossip.transport")
 
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+"""Linux's socket options for buffers past net.core.[rw]mem_max (the socket module lacks them)."""
+
 QUIC_VERSIONS = frozenset(int(v) for v in QuicProtocolVersion if v != 0)
 MAX_TALLY_KEYS = 1024
 """Distinct (address, kind) counts of refused datagrams kept between two logs; past it, the
@@ -116,6 +120,11 @@ class TransportConfig:
     """Inbound connections allowed in the handshake at once (1-10000); more are refused."""
     log_interval_s: float = 10.0
     """Identical refusal logs (event, address, kind) are emitted at most once per this."""
+    socket_buffer_bytes: int = 4 << 20
+    """Kernel receive and send buffer of each UDP socket, bytes (64 KiB-256 MiB), taken past
+    ``net.core.rmem_max`` where the process may (CAP_NET_ADMIN). A burst larger than the
+    buffer arrives while the loop is busy (applying a catch-up chunk) is dropped by the
+    kernel, and QUIC's recovery from it stalls the stream for a second or more."""
 
     def __post_init__(self) -> None:
         for name, (low, high) in _BOUNDS.items():
@@ -138,6 +147,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "idle_timeout_s": (1, 600),
     "max_frame_bytes": (64, 64 << 20),
     "max_datagram_bytes": (64, 1150),
+    "socket_buffer_bytes": (64 << 10, 256 << 20),
     "max_datagram_backlog": (1, 10_000),
     "max_pending_handshakes": (1, 10_000),
     "log_interval_s": (0, 3600),
@@ -307,6 +317,7 @@ class Transport:
         self._conns: set[PeerConnection] = set()
         self._pending = 0
         self._server: QuicServer | None = None
+        self._listening: socket.socket | None = None
         self._delivered = False  # set by a connection that takes the datagram in hand
         self._tally: dict[tuple[str, str], int] = {}
         self._tally_timer: asyncio.TimerHandle | None = None
@@ -335,7 +346,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = self._socket(family)
         try:
             if family == socket.AF_INET6:
                 with contextlib.suppress(OSError):
@@ -350,7 +361,23 @@ class Transport:
             sock=sock,
         )
         self._server = server
+        self._listening = sock
         return int(sock.getsockname()[1])
+
+    def _socket(self, family: int) -> socket.socket:
+        """A UDP socket with buffers of `TransportConfig.socket_buffer_bytes`."""
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        size = self.config.socket_buffer_bytes
+        for forced, plain in (
+            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, size)
+            except OSError:  # no CAP_NET_ADMIN: as much as net.core.[rw]mem_max allows
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, plain, size)
+        return sock
 
     def _accept(self, quic: QuicConnection, **_: Any) -> PeerConnection:
         conn = PeerConnection(quic, owner=self, inbound=True)
@@ -445,7 +472,7 @@ class Transport:
         if len(found) == 2:
             addr = ("::ffff:" + str(found[0]), found[1], 0, 0)
         quic = QuicConnection(configuration=self._configuration(client=True))
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock = self._socket(socket.AF_INET6)
         try:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(("::", 0, 0, 0))

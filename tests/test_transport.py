@@ -658,6 +658,33 @@ def test_backpressure_refuses_sends_once_the_queue_is_full_and_memory_stays_flat
 # -- The aioquic internals this transport relies on ------------------------------------------
 
 
+def test_listening_and_dialled_sockets_get_buffers_for_a_burst_past_the_kernel_default(
+    states: dict[str, Path],
+) -> None:
+    """A catch-up answer (a few MiB) lands while the receiver's loop is busy applying the
+    last chunk; with the kernel's default 208 KiB the rest is dropped and QUIC stalls."""
+    config = replace(FAST, socket_buffer_bytes=6 << 20)
+
+    async def body() -> None:
+        a, b = await Node(states["n1"], config).start(), await Node(states["n2"]).start()
+        try:
+            assert await a.t.dial("::1", b.port) == "n2"
+            client = a.t._peers[NodeId("n2")].active
+            assert a.t._listening is not None and client is not None and client.udp is not None
+            for sock in (a.t._listening, client.udp.get_extra_info("socket")):
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    # Linux reports twice what was set (its bookkeeping overhead).
+                    assert sock.getsockopt(socket.SOL_SOCKET, option) >= 6 << 20
+        finally:
+            await a.t.close()
+            await b.t.close()
+
+    require(os.geteuid() == 0, "buffers past net.core.rmem_max need CAP_NET_ADMIN (root)")
+    run(body)
+    with pytest.raises(ValueError, match="socket_buffer_bytes: expected 65536 to"):
+        TransportConfig(socket_buffer_bytes=1000)
+
+
 def test_the_aioquic_internals_relied_on_still_exist(states: dict[str, Path]) -> None:
     async def body() -> None:
         a, b = await Node(states["n1"]).start(), await Node(states["n2"]).start()
