@@ -31,7 +31,11 @@ signatures, ownership, clocks: the store's job, not this module's).
   answer was not complete, pulls again with its *new* vector. So at most ``window`` chunks
   per peer are in flight and only the delta is ever sent. One pull is outstanding per node
   at a time (two concurrent pulls would fetch the same delta twice); a pull unanswered for
-  ``pull_timeout_s`` is abandoned and retried with a random peer.
+  ``pull_timeout_s`` is abandoned and retried with a random peer, and so at once is one from
+  a peer that leaves the live set. Each timeout in a row doubles the next pull's timeout (at
+  most 8×; a finished pull resets it): a peer that is merely slow (its loop busy) answers the
+  abandoned pull anyway, and every retry would fetch the same delta again. What still
+  arrives for an abandoned pull is dropped and counted (`DisseminationStats.bytes_stale`).
 - **Keys.** Every message that carries envelopes carries the key material (`Log.keys_for`)
   a receiver needs to verify them, but only the blobs not yet sent to that peer: the core
   remembers, per peer, which it sent. A receiver missing a key anyway (a lost message)
@@ -90,6 +94,8 @@ __all__ = [
 
 HEADER_BYTES = 48
 """Room kept in every message for everything but its envelopes and keys (an upper bound)."""
+MAX_PULL_BACKOFF = 8
+"""A pull's timeout is at most this many times ``pull_timeout_s`` after timeouts in a row."""
 MAX_KEY_MEMORY = 4096
 """Key blobs remembered as sent, per peer; beyond that the memory starts over."""
 
@@ -121,7 +127,8 @@ class DisseminationConfig:
     0.001..3600. Lower repairs losses and partitions sooner at a few dozen bytes per sync."""
     pull_timeout_s: float = 2.0
     """Seconds without an answer (or a next chunk) after which a pull is abandoned and
-    retried with a random peer; 0.001..3600. Set it above a chunk's transfer time."""
+    retried with a random peer; 0.001..3600. Set it above a chunk's transfer time. Each
+    timeout in a row doubles it for the next pull, up to MAX_PULL_BACKOFF times."""
     max_chunk_bytes: int = 256 * 1024
     """Cap in bytes on the envelopes of one catch-up chunk; 1024..max_frame_bytes / 2.
     Larger means fewer round trips and larger bursts."""
@@ -264,6 +271,8 @@ class DisseminationStats:
     duplicates: int = 0
     pulls_started: int = 0
     pulls_timed_out: int = 0
+    bytes_stale: int = 0
+    """Bytes of chunks that arrived for a pull already abandoned or finished."""
     rejected: int = 0
 
 
@@ -304,6 +313,8 @@ class Dissemination:
         self._pull: _Pull | None = None
         self._wanted: tuple[NodeId, int] | None = None
         self._pull_seq = 0
+        self._timeouts_in_a_row = 0
+        self._orphaned: int | None = None
         self._keys_sent: dict[NodeId, set[bytes]] = {}
         self._vectors: dict[NodeId, dict[str, int]] = {}
         self.stats = DisseminationStats()
@@ -322,6 +333,11 @@ class Dissemination:
             del self._keys_sent[gone]
         for gone in [p for p in self._vectors if p not in self._peer_set]:
             del self._vectors[gone]
+        if self._pull is not None and self._pull.peer not in self._peer_set:
+            # It left the live set: waiting out the timeout would only delay the repair.
+            need_keys = self._pull.need_keys or self._pull.asked_keys
+            self._pull = None
+            self._orphaned = FIRST | (NEED_KEYS if need_keys else 0)
 
     def publish(self, envelopes: Sequence[bytes], *, now: float) -> None:
         """Spread fresh local changes (already in the log): push them now, keep them hot."""
@@ -352,7 +368,8 @@ class Dissemination:
             case Pull():
                 self._on_pull(result, sender, now)
             case Chunk():
-                self._on_chunk(result, sender, now)
+                if not self._on_chunk(result, sender, now):
+                    self.stats.bytes_stale += len(data)
 
     def handle_timer(self, *, now: float) -> None:
         """Act on every deadline that has passed; call it at `get_timer` (or any time)."""
@@ -363,10 +380,15 @@ class Dissemination:
         if pull is not None and now >= pull.deadline:
             self._pull = None
             self.stats.pulls_timed_out += 1
+            self._timeouts_in_a_row += 1
             others = [p for p in self._peers if p != pull.peer] or self._peers
             if others:
                 flags = FIRST | (NEED_KEYS if pull.need_keys else 0)
                 self._start_pull(self._rng.choice(others), flags, now)
+        elif pull is None and self._orphaned is not None:
+            flags, self._orphaned = self._orphaned, None
+            if self._peers:
+                self._start_pull(self._rng.choice(self._peers), flags, now)
         if self._next_push is not None and now >= self._next_push:
             self._hot_round(now)
         if now >= self._next_sync:
@@ -387,6 +409,8 @@ class Dissemination:
             times.append(self._next_push)
         if self._pull is not None:
             times.append(self._pull.deadline)
+        elif self._orphaned is not None:
+            return 0.0
         return min(times)
 
     def messages_to_send(self, *, now: float) -> list[tuple[NodeId, bytes]]:
@@ -555,7 +579,8 @@ class Dissemination:
     def _start_pull(self, peer: NodeId, flags: int, now: float) -> None:
         self._pull_seq = self._pull_seq + 1 if self._pull_seq < 2**32 - 1 else 1
         vector = tuple(sorted(self._log.version_vector().items()))
-        deadline = now + self._config.pull_timeout_s
+        deadline = now + self._pull_timeout()
+        self._orphaned = None
         self._pull = _Pull(peer, self._pull_seq, deadline, asked_keys=bool(flags & NEED_KEYS))
         self.stats.pulls_started += 1
         self._send(peer, Pull(self._pull_seq, self._config.window, flags, vector))
@@ -602,15 +627,20 @@ class Dissemination:
             size += extra
         return chunks
 
-    def _on_chunk(self, chunk: Chunk, sender: NodeId, now: float) -> None:
+    def _pull_timeout(self) -> float:
+        backoff = min(1 << min(self._timeouts_in_a_row, 30), MAX_PULL_BACKOFF)
+        return self._config.pull_timeout_s * backoff
+
+    def _on_chunk(self, chunk: Chunk, sender: NodeId, now: float) -> bool:
+        """Take one chunk of the current pull; False: it belongs to no pull (stale)."""
         pull = self._pull
         if pull is None or pull.peer != sender or pull.pull_id != chunk.pull_id:
-            return  # a stale answer (timed out, or a pull we already finished)
+            return False  # a stale answer (timed out, or a pull we already finished)
         if pull.total is None:
             pull.total = chunk.total
         elif pull.total != chunk.total or chunk.index < pull.next_index:
-            return
-        pull.deadline = now + self._config.pull_timeout_s
+            return False
+        pull.deadline = now + self._pull_timeout()
         pull.early[chunk.index] = chunk
         while pull.next_index in pull.early:
             current = pull.early.pop(pull.next_index)
@@ -621,8 +651,9 @@ class Dissemination:
                 pull.applied += result.applied
                 pull.need_keys |= any(r.unknown_key for r in result.refused)
         if pull.next_index < pull.total:
-            return
+            return True
         self._pull = None
+        self._timeouts_in_a_row = 0
         if pull.complete and pull.applied:
             # What arrived by pull spreads the same way: tell a few others to pull from us.
             others = [p for p in self._peers if p != sender]
@@ -635,6 +666,7 @@ class Dissemination:
             self._wanted = None
             if peer in self._peer_set:
                 self._start_pull(peer, flags, now)
+        return True
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -277,13 +277,20 @@ def test_out_of_order_chunks_are_applied_in_index_order() -> None:
     assert net.cores[b].stats.duplicates == 0
 
 
-def test_an_unanswered_pull_is_retried_with_another_peer_after_the_timeout() -> None:
-    net = Net(3, pull_timeout_s=2.0, sync_interval_s=3600.0)
+def n1_pulls_from_n0(net: Net) -> tuple[NodeId, NodeId, Dissemination]:
+    """n0 and n2 hold one change n1 lacks; a digest from n0 has n1 pull it from n0."""
     a, b = NodeId("n0"), NodeId("n1")
     net.logs[a].append_local(b"x")
     net.logs[NodeId("n2")].apply(net.logs[a].missing({}, max_bytes=MAX)[0], [])
     started(net)
-    net.cores[b].receive(encode(Digest(vector_digest(net.logs[a].version_vector()), 1)), a, now=1)
+    core = net.cores[b]
+    core.receive(encode(Digest(vector_digest(net.logs[a].version_vector()), 1)), a, now=1)
+    return a, b, core
+
+
+def test_an_unanswered_pull_is_retried_with_another_peer_after_the_timeout() -> None:
+    net = Net(3, pull_timeout_s=2.0, sync_interval_s=3600.0)
+    a, b, _ = n1_pulls_from_n0(net)
     net.collect(1.0)
     net.wire = []  # the pull is lost
     assert net.cores[b].pulling == a
@@ -294,6 +301,60 @@ def test_an_unanswered_pull_is_retried_with_another_peer_after_the_timeout() -> 
     ]
     net.flush(3.0)
     assert len(net.logs[b]) == 1 and net.cores[b].stats.pulls_timed_out == 1
+
+
+def test_timeouts_in_a_row_double_the_next_pulls_timeout_and_a_finished_pull_resets_it() -> None:
+    net = Net(3, pull_timeout_s=2.0, sync_interval_s=3600.0)
+    a, b, core = n1_pulls_from_n0(net)
+    now, deadlines = 1.0, []
+    for _ in range(5):  # every pull lost: 2, 4, 8, 16, 16 s
+        net.collect(now)
+        net.wire = []
+        timer = core.get_timer()
+        assert timer is not None and core.pulling is not None
+        deadlines.append(timer - now)
+        now = timer
+        core.handle_timer(now=now)
+    assert deadlines == [2.0, 4.0, 8.0, 16.0, 16.0]
+    net.flush(now)  # the sixth pull is answered
+    assert len(net.logs[b]) == 1 and core.pulling is None
+    core.receive(encode(Digest(b"\0" * 16, 1)), a, now=now)
+    assert core.pulling == a and core.get_timer() == now + 2.0
+
+
+def test_chunks_for_an_abandoned_pull_are_dropped_and_counted_as_stale() -> None:
+    net = Net(3, pull_timeout_s=2.0, sync_interval_s=3600.0)
+    a, b, core = n1_pulls_from_n0(net)
+    net.collect(1.0)
+    late = [m for m in net.wire if m[1] == a]
+    net.wire = []
+    core.handle_timer(now=3.0)  # gives up on n0, asks n2
+    net.collect(3.0)
+    retry = net.wire
+    net.wire = late  # n0 was only slow: its answer comes after all
+    net.deliver(3.5)
+    net.collect(3.5)
+    stale = [data for src, dst, data in net.wire if dst == b]
+    assert kinds(net.wire) == ["Chunk"]
+    net.deliver(3.5)
+    assert len(net.logs[b]) == 0 and core.stats.bytes_stale == len(stale[0])
+    net.wire = retry
+    net.flush(4.0)
+    assert len(net.logs[b]) == 1
+
+
+def test_a_pull_from_a_peer_that_leaves_the_live_set_is_retried_at_once() -> None:
+    net = Net(3, pull_timeout_s=30.0, sync_interval_s=3600.0)
+    _, b, core = n1_pulls_from_n0(net)
+    c = NodeId("n2")
+    net.collect(1.0)
+    net.wire = []  # n0 died with the pull
+    core.set_peers([b, c])
+    assert core.pulling is None and core.get_timer() == 0.0
+    core.handle_timer(now=1.5)
+    assert core.pulling == c
+    net.flush(1.5)
+    assert len(net.logs[b]) == 1 and core.stats.pulls_timed_out == 0
 
 
 # -- refusals and bad bytes --------------------------------------------------------------
