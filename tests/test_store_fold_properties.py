@@ -117,5 +117,22 @@ def test_stores_fed_in_different_orders_and_batches_converge_byte_for_byte(
             assert a.history(kind, name) == b.history(kind, name)
             expected, _ = fold(kind, name, [c for c in changes if c.target == target], RULES[kind])
             assert sa.encode() == expected.encode()
+        assert a.state_digest() == b.state_digest()
         for s in stores:
             s.close()
+
+
+def test_the_state_digest_changes_with_every_applied_change_and_only_then() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "s", "a")
+        digests = [store.state_digest()]
+        for value in ("one", "two", "two"):
+            new = [Op("new", ())] if len(digests) == 1 else []
+            store.commit("Pod", "web", [*new, Op("set", PATHS[0], value)], manager="user")
+            digests.append(store.state_digest())
+        store.commit("Pod", "web", [Op("del", ())], manager="user")
+        digests.append(store.state_digest())
+        store.version_vector()
+        assert store.state_digest() == digests[-1]  # reading changes nothing
+        assert len(set(digests)) == len(digests), digests  # a revision counts even unchanged
+        store.close()
