@@ -34,7 +34,9 @@ written it when the author looked: the fold uses it to tell an informed overwrit
 concurrent one (a conflict).
 
 Decoding never trusts its input: anything that is not exactly this shape raises
-`MalformedChangeError`, a peer's fault.
+`MalformedChangeError`, a peer's fault. That includes an envelope that decodes to a valid
+body and signatures but is not their one encoding: its digest would differ from the one the
+origin's next change links to, so a relay could otherwise wedge that origin's chain.
 """
 
 from __future__ import annotations
@@ -288,6 +290,10 @@ def decode_change(envelope: object) -> Change:
             raise ValueError("the envelope holds the body bytes and a 64-byte signature")
         if asig is not None and (not isinstance(asig, bytes) or len(asig) != 64):
             raise ValueError("the author signature is 64 bytes or null")
+        if envelope != _wrap(body, sig, asig):
+            # The digest, and so the next change's `prev`, is over these very bytes: another
+            # encoding of the same signed body would be stored here and break the chain.
+            raise ValueError("the envelope is not in its one encoding (shortest lengths)")
         m = libipld.decode_dag_cbor(body)
         return _from_body(m, body=body, sig=sig, asig=asig, envelope=envelope)
     except MalformedChangeError:
@@ -296,6 +302,21 @@ def decode_change(envelope: object) -> Change:
         raise MalformedChangeError(
             f"refused a malformed change ({type(e).__name__}: {e}); nothing was written"
         ) from None
+
+
+def _wrap(body: bytes, sig: bytes, asig: bytes | None) -> bytes:
+    """The envelope's bytes as `make_change` writes them: cbor2's shortest forms."""
+    n = len(body)
+    if n < 24:
+        head = bytes((0x83, 0x40 | n))
+    elif n < 0x100:
+        head = bytes((0x83, 0x58, n))
+    elif n < 0x10000:
+        head = b"\x83\x59" + n.to_bytes(2, "big")
+    else:
+        head = b"\x83\x5a" + n.to_bytes(4, "big")
+    tail = b"\xf6" if asig is None else b"\x58\x40" + asig
+    return b"".join((head, body, b"\x58\x40", sig, tail))
 
 
 _SCALARS = frozenset({str, int, float, bool})

@@ -85,6 +85,24 @@ def test_garbage_and_truncated_cbor_are_refused(store: Store, peer: Origin) -> N
     assert store.version_vector() == {}
 
 
+def test_another_encoding_of_a_signed_change_is_refused_so_the_origins_chain_stays_whole(
+    store: Store, peer: Origin
+) -> None:
+    """Same body, same signature, other bytes: a relay re-wrapping the newest change of a
+    run would have a digest stored that the origin's next change does not link to."""
+    run = run_of(peer, 2)
+    outer = cbor2.loads(run[1])
+    body, sig = outer[0], outer[1]
+    long_length = b"\x83\x5a" + len(body).to_bytes(4, "big") + body + b"\x58\x40" + sig + b"\xf6"
+    undefined = run[1][:-1] + b"\xf7"  # undefined where the author signature's null goes
+    for variant in (long_length, undefined, run[1] + b"\x00"):
+        assert variant != run[1] and cbor2.loads(variant[: len(run[1]) + 3])[0] == body
+        msg = refused(store, [run[0], variant], MalformedChangeError)
+        assert "refused a malformed change" in msg
+    assert len(store.apply_remote(run).applied) == 2
+    assert len(store.apply_remote([peer.change(CREATE[1:]).envelope]).applied) == 1
+
+
 def test_a_body_with_a_wrong_field_type_is_refused(store: Store, peer: Origin) -> None:
     good = peer.change(CREATE)
     body = cbor2.loads(good.body)
