@@ -4,13 +4,15 @@ With ``--nodes N`` (N > 1; `make up` asks for 3) it first brings up the lab ``de
 daemons, each in its own network namespace on one bridge, one cluster (edgenode.lab); waits
 until they have found each other and shows the mesh; the rest then talks to node n1, and the
 last node shows that it holds the same objects. With one node it starts this machine's node
-daemon in the background (unless one already answers on the demo
-socket), labels the node as the examples expect, applies `examples/` through the daemon's
-API, waits until the pods this node may run are running, shows them, edits one in place
-(only its changed container restarts, in the same network namespace), shows its history, a
-diff, a rollback and the update's workflow, and says what to try next. Running it again is
-safe: unchanged manifests write nothing. `edgenode demo --down` (`make down`) stops the
-daemon, removes the pods (they outlive their daemon by design) and the demo's state.
+daemon in the background (unless one already answers on the demo socket). Either way it
+labels the nodes as the examples expect (the first has an SSD, the last a sensor), applies
+`examples/` through the daemon's API, waits until every pod placement can place runs (or, a
+one-shot one, has ended) on its node, shows them with `get pods -o wide` (node, address,
+ports) and why any other waits, edits one in place (only its changed container restarts, in
+the same network namespace), shows its diff, workflow, a rollback and its history, and says
+what to try next with the node names and addresses of this run. Running it again is safe:
+unchanged manifests write nothing. `edgenode demo --down` (`make down`) stops the daemons,
+removes the pods (they outlive their daemon by design), the demo's state and its lab.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from typing import Any
 
 from rich.console import Console
 
+from edgenode._expand import expand
 from edgenode._protocol import ApiError
 from edgenode.client import Connection
+from edgenode.fastcli import object_table
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_LABELS = {"example.com/disk": "ssd"}
-"""The examples' backup pod asks for an SSD node: the demo node plays one."""
+"""The examples' backup pod asks for an SSD node: the demo's first node plays one."""
+SENSOR_LABELS = {"example.com/sensor": "thermo"}
+"""The examples' best-effort sensor-reader asks for a node with a sensor: the demo's last
+node (the only one, with one node) plays it."""
 START_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 120.0
 
@@ -151,34 +158,30 @@ def run(
         start_daemon(state_dir, socket, node, out)
     with Connection(socket) as api:
         name = api.call("ping")["node"]
-        labels = ",".join(f"{k}={v}" for k, v in DEMO_LABELS.items())
-        api.call(
-            "set",
-            ref=f"node/{name}",
-            assignments=[
-                f"metadata.labels.{k.replace('.', chr(92) + '.')}={v}"
-                for k, v in DEMO_LABELS.items()
-            ],
-        )
-        out.print(f"node [bold]{name}[/] labelled {labels}\n")
+        names = _label_nodes(api, name, nodes, lab_name, out)
         files = sorted(examples.glob("*.yaml"))
         sent = [{"name": str(f), "text": f.read_text()} for f in files]
         for r in api.call("apply", files=sent, confirm=[]):
             rev = "" if r["result"] == "unchanged" else f" (revision {r['revision']})"
             out.print(f"  apply {r['ref']}: {r['result']}{rev}")
-        with out.status("waiting for the pods this node runs..."):
-            _wait(lambda: _settled(api, name), RUN_TIMEOUT_S, "the pods to run")
-        out.print()
-        out.print(_pods(api, name))
+        where = "on the mesh" if nodes > 1 else "on this node"
+        with out.status(f"waiting for the pods to be placed and to run {where}..."):
+            _wait(lambda: _settled(api), RUN_TIMEOUT_S, "the pods to run")
+        out.print(f"\nwhat runs where (edgenode get pods -o wide{_on(nodes, lab_name, name)}):")
+        out.print(_pods(api))
         if nodes > 1:
             _replicated(lab_name, out)
         _tour(api, out)
+        pods = {p["metadata"]["name"]: p for p in api.call("get", kind="pods")}
     prog = _edgenode()
-    env = f"EDGENODE_SOCKET={socket}"
     out.rule("next")
+    if nodes > 1:
+        _next_on_mesh(prog, lab_name, names, pods, out)
+        return
+    env = f"EDGENODE_SOCKET={socket}"
     out.print(
         f"The node keeps running. Talk to it with {env} {prog} ...; try:\n"
-        f"  {prog} get pods -o wide                 what runs, its phase and message\n"
+        f"  {prog} get pods -o wide                 what runs, its phase, address and ports\n"
         f"  {prog} set pod/web spec.containers.web.env.SITE_NAME=mine   edit in place\n"
         f"  {prog} history pod/web / diff pod/web 1 / rollback pod/web 1\n"
         f"  {prog} workflow pod/web [--mermaid]     the last lifecycle run, drawn\n"
@@ -188,15 +191,94 @@ def run(
         "Stop the daemon and the pods keep running; `make up` again adopts them. "
         "`make down` removes everything."
     )
+
+
+def _on(nodes: int, lab_name: str, node: str) -> str:
+    """The CLI options that reach `node` of the demo (none for the single node's socket)."""
+    return f" --lab {lab_name} --node {node}" if nodes > 1 else ""
+
+
+def _label_nodes(api: Connection, first: str, nodes: int, lab_name: str, out: Console) -> list[str]:
+    """Label the nodes as the examples expect (the first has a disk, the last a sensor);
+    the nodes' names."""
+    names = [first]
     if nodes > 1:
-        lab = f"--lab {lab_name}"
-        out.print(
-            f"The mesh: any verb reaches another node with {lab} --node NAME, e.g.\n"
-            f"  {prog} nodes {lab} --node n2             the mesh as n2 sees it\n"
-            f"  {prog} lab partition n1 n2,n3 {lab}       split it; `lab heal {lab}` mends it\n"
-            f"  {prog} lab kill n3 {lab}                   and watch `nodes` declare it dead\n"
-            f"  {prog} lab status {lab}"
+        from edgenode.lab import Lab  # noqa: PLC0415
+
+        names = Lab(lab_name).nodes()
+    plan: dict[str, dict[str, str]] = {}
+    plan.setdefault(names[0], {}).update(DEMO_LABELS)
+    plan.setdefault(names[-1], {}).update(SENSOR_LABELS)
+    for node, labels in plan.items():
+        # Another node's Node object arrives by gossip; the mesh has formed, so it is close.
+        _wait(_exists(api, "node", node), START_TIMEOUT_S, f"node/{node}")
+        api.call(
+            "set",
+            ref=f"node/{node}",
+            assignments=[
+                f"metadata.labels.{k.replace('.', chr(92) + '.')}={v}" for k, v in labels.items()
+            ],
         )
+        shown = ",".join(f"{k}={v}" for k, v in labels.items())
+        out.print(f"node [bold]{node}[/] labelled {shown}")
+    out.print()
+    return names
+
+
+def _exists(api: Connection, kind: str, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(api.call("get", kind=kind, name=name))
+        except ApiError:
+            return False
+
+    return check
+
+
+def _next_on_mesh(
+    prog: str, lab_name: str, names: list[str], pods: dict[str, dict[str, Any]], out: Console
+) -> None:
+    lab = f"--lab {lab_name}"
+
+    def node_of(pod: str) -> str:
+        return str(((pods.get(pod) or {}).get("assignment") or {}).get("node") or names[0])
+
+    web_node, sensor_node = node_of("web"), node_of("sensor-reader")
+    on_web = f"{lab} --node {web_node}"
+    address = (((pods.get("web") or {}).get("status") or {}).get("addresses") or {}).get("ipv6")
+    others = [n for n in names if n != web_node]
+    other = next((n for n in others if n != sensor_node), others[0])
+    lines = [
+        f"The mesh keeps running; every verb reaches a node with {lab} --node NAME. Try:",
+        f"  {prog} set pod/web spec.containers.web.env.SITE_NAME=mine {on_web}",
+        "      edit in place: one container restarts, the pod keeps its address",
+        f"  {prog} history pod/web {on_web}",
+        f"  {prog} workflow pod/web {on_web}",
+        "      every revision and who wrote it; the last lifecycle run on its node, drawn",
+    ]
+    if address:
+        lines += [
+            f"  {prog} lab exec {lab} {other} -- ping -6 -c 3 {address}",
+            f"      reach pod web on {web_node} from {other}: routed on the LAN, no overlay",
+        ]
+    lines += [
+        f"  {prog} lab kill {web_node} {lab}",
+        f"  {prog} get pods -o wide {lab} --node {other}",
+        f"      {web_node} is declared dead within about 5 s; 30 s later (lostAfter) web "
+        "starts on another node: its policy is reschedule",
+    ]
+    if sensor_node != web_node:
+        lines += [
+            f"  {prog} lab kill {sensor_node} {lab}",
+            "      sensor-reader's policy is best-effort: it stays with its node, and runs "
+            "again when the node does",
+        ]
+    lines += [
+        f"  {prog} lab start NODE {lab}     a node comes back; a duplicate resolves per onReturn",
+        f"  {prog} lab partition n1 n2,n3 {lab}   split the mesh; `lab heal {lab}` mends it",
+        "`make down` removes the mesh, its pods and its state.",
+    ]
+    out.print("\n".join(lines))
 
 
 def _replicated(lab_name: str, out: Console) -> None:
@@ -215,9 +297,13 @@ def _replicated(lab_name: str, out: Console) -> None:
     )
 
 
-def _settled(api: Connection, node: str) -> bool:
-    pods = api.call("get", kind="pods")
-    mine = [p for p in pods if (p.get("assignment") or {}).get("node") == node]
+def _settled(api: Connection) -> bool:
+    """Every pod of the examples exists, and each one placed runs (a one-shot one has ended)
+    on its node, as the node reports; one that cannot be placed says why."""
+    pods = {p["metadata"]["name"]: p for p in api.call("get", kind="pods")}
+    for deployment in api.call("get", kind="pinneddeployments"):
+        if not set(expand(deployment)) <= set(pods):
+            return False  # its replicas are not written yet
 
     def settled(p: dict[str, Any]) -> bool:
         phase = p.get("status", {}).get("phase")
@@ -226,22 +312,24 @@ def _settled(api: Connection, node: str) -> bool:
             return bool(phase == "Running")  # a service (a deployment's replicas are)
         return phase in ("Succeeded", "Failed")  # a one-shot pod: until it has finished
 
-    return bool(mine) and all(settled(p) for p in mine)
+    for name, p in pods.items():
+        if (p.get("assignment") or {}).get("node") is None:
+            if not any("waits for a node" in line for line in api.call("why", ref=f"pod/{name}")):
+                return False  # placement has not decided yet
+        elif not settled(p):
+            return False
+    return bool(pods)
 
 
-def _pods(api: Connection, node: str) -> str:
-    rows = [["POD", "PHASE", "NODE", "WHY (if not running)"]]
-    for p in api.call("get", kind="pods"):
+def _pods(api: Connection) -> str:
+    """`get pods -o wide`, and below it why each pod that does not run does not."""
+    pods = api.call("get", kind="pods")
+    lines = [object_table(pods, wide=True)]
+    for p in pods:
         name = p["metadata"]["name"]
-        phase = p.get("status", {}).get("phase", "Pending")
-        where = (p.get("assignment") or {}).get("node") or "-"
-        why = "" if phase in ("Running", "Succeeded") else api.call("why", ref=f"pod/{name}")[0]
-        rows.append([name, phase, where, why])
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=False)) + "  " + r[3]
-        for r in rows
-    )
+        if p.get("status", {}).get("phase") not in ("Running", "Succeeded"):
+            lines.append(f"  why pod/{name}: {api.call('why', ref=f'pod/{name}')[0]}")
+    return "\n".join(lines)
 
 
 def _tour(api: Connection, out: Console) -> None:

@@ -174,13 +174,18 @@ def print_objects(kind: str, name: str | None, objects: list[dict[str, Any]], ou
     if not objects:
         print(f"No {kind} on this node.", file=sys.stderr)
         return
+    print(object_table(objects, wide=output == "wide"))
+
+
+def object_table(objects: Sequence[dict[str, Any]], *, wide: bool = False) -> str:
+    """The table `edgenode get` prints for objects of one kind (not empty); `wide`: `-o wide`."""
     real = objects[0]["kind"]
     columns = COLUMNS.get(real, COLUMNS["PinnedDeployment"][:1]) + (
-        WIDE.get(real, []) if output == "wide" else []
+        WIDE.get(real, []) if wide else []
     )
     rows = [[title for title, _ in columns]]
     rows += [[fn(o) for _, fn in columns] for o in objects]
-    print(table(rows))
+    return table(rows)
 
 
 def _parse(argv: Sequence[str]) -> tuple[str, dict[str, list[str]], list[str]] | None:

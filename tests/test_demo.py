@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ from sandboxkit import require_runc
 
 from edgenode.cli import cli
 from sandbox.pods import node_key
+
+EDGENODE = str(Path(sys.executable).with_name("edgenode"))
 
 
 @pytest.fixture
@@ -36,6 +40,19 @@ def where(parent: Path) -> list[str]:
     return ["--state-dir", str(parent / "state"), "--socket", str(parent / "sock"), "--lab", lab]
 
 
+def pod_rows(lines: list[str]) -> dict[str, dict[str, str]]:
+    """The demo's `get pods -o wide` table, by pod name, each row by column title."""
+    start = next(i for i, x in enumerate(lines) if x.split()[:3] == ["NAME", "READY", "PHASE"])
+    titles = lines[start].split()
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[start + 1 :]:
+        cells = line.split()
+        if len(cells) < len(titles) - 1:  # MESSAGE may be empty; the table ends here
+            break
+        rows[cells[0]] = dict(zip(titles, cells, strict=False))
+    return rows
+
+
 def test_demo_runs_the_examples_on_a_node_and_tours_an_edit_then_reruns_unchanged(
     demo_dir: Path,
 ) -> None:
@@ -44,8 +61,11 @@ def test_demo_runs_the_examples_on_a_node_and_tours_an_edit_then_reruns_unchange
     assert first.exit_code == 0, first.output
     assert "apply Pod/web: created (revision 1)" in first.output
     lines = first.output.splitlines()
-    assert any(line.split()[:3] == ["web", "Running", "demo-1"] for line in lines)
-    assert any(line.split()[:3] == ["backup-once", "Succeeded", "demo-1"] for line in lines)
+    pods = pod_rows(lines)
+    assert (pods["web"]["PHASE"], pods["web"]["NODE"]) == ("Running", "demo-1")
+    assert (pods["backup-once"]["PHASE"], pods["backup-once"]["NODE"]) == ("Succeeded", "demo-1")
+    assert pods["web"]["ADDRESS"].startswith("fd") and pods["web"]["PORTS"] == "http=8080"
+    assert pods["sensor-reader"]["PHASE"] == "Running"  # the one node plays the sensor's too
     unplaced = "Pod/probe waits for a node: pinned to edge-1, which is not in the membership view"
     assert any(unplaced in x for x in lines)
     assert "added spec.containers.web.env.GREETING: None -> 'hello'" in first.output
@@ -95,7 +115,19 @@ def test_demo_with_three_nodes_forms_a_mesh_runs_the_examples_and_down_removes_i
     table = lines[lines.index(next(x for x in lines if x.startswith("NAME "))) :][:4]
     assert sorted(row.split()[0] for row in table[1:]) == ["n1", "n2", "n3"]
     assert all(row.split()[1] == "alive" for row in table[1:]), table
-    assert any(line.split()[:3] == ["web", "Running", "n1"] for line in lines)
+    pods = pod_rows(lines)
+    placed = {"web", "backup-once", "sensor-reader", "greeter-v1-0", "greeter-v1-1"}
+    assert all(pods[p]["PHASE"] in ("Running", "Succeeded") for p in placed), pods
+    assert pods["sensor-reader"]["NODE"] == "n3" and pods["backup-once"]["NODE"] == "n1"
+    addresses = {pods[p]["ADDRESS"] for p in placed}
+    assert len(addresses) == len(placed) and all(a.startswith("fd") for a in addresses)
+    web = pods["web"]["NODE"]
+    assert f"lab kill {web} --lab {lab}" in first.output
+    # The pod-to-pod hint works as printed: another node reaches web's own address.
+    [hint] = [x.split() for x in lines if f"-- ping -6 -c 3 {pods['web']['ADDRESS']}" in x]
+    assert hint[1:4] == ["lab", "exec", "--lab"] and hint[5] != web
+    ping = subprocess.run([EDGENODE, *hint[1:]], capture_output=True, text=True, check=False)
+    assert ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout + ping.stderr
     assert "n3 holds the same desired state" in first.output and "web" in first.output
     assert "rollback pod/web to revision" in first.output
     assert any(ns.startswith(f"enl-{lab}-") for ns in os.listdir("/run/netns"))
