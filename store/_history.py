@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from store._change import ChangeId, Op
 from store._fold import CREATED, DELETED, ObjectState, display_key
@@ -15,9 +15,9 @@ from store._ownership import KindRules, Owners, Refusal
 from store._path import Leaf, Path, is_under, same_leaf
 
 
-@dataclass(slots=True)
-class Revision:
-    """One revision as history shows it (a plain record: history builds thousands)."""
+class Revision(NamedTuple):
+    """One revision as history shows it (a tuple: history builds thousands at a time, and a
+    tuple is built in a third of a dataclass's time)."""
 
     revision: int
     change: ChangeId
@@ -72,21 +72,25 @@ def revisions(records: Sequence[list[Any]]) -> list[Revision]:
                 )
     out: list[Revision] = []
     append = out.append
+    new = tuple.__new__  # the checked fields of a stored record, without NamedTuple's __new__
     for i, (o, s, w, c, a, m, f, cf, rf, fl) in enumerate(records, 1):
         append(
-            Revision(
-                i,
-                ChangeId(o, s),
-                w,
-                c,
-                a,
-                m,
-                tuple(map(display_key, f)),
-                bool(fl & CREATED),
-                bool(fl & DELETED),
-                _conflicts(cf, revision_of) if cf else (),
-                tuple(lost[o, s]) if lost and (o, s) in lost else (),
-                tuple(f"{display_key(k)} (owned by {owner})" for k, owner in rf) if rf else (),
+            new(
+                Revision,
+                (
+                    i,
+                    new(ChangeId, (o, s)),
+                    w,
+                    c,
+                    a,
+                    m,
+                    tuple(map(display_key, f)),
+                    bool(fl & CREATED),
+                    bool(fl & DELETED),
+                    _conflicts(cf, revision_of) if cf else (),
+                    tuple(lost[o, s]) if lost and (o, s) in lost else (),
+                    tuple(f"{display_key(k)} (owned by {owner})" for k, owner in rf) if rf else (),
+                ),
             )
         )
     return out
