@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pyroute2 import AsyncIPRoute
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -69,6 +68,7 @@ from gossip._discovery import (
     service_name,
     service_txt,
 )
+from gossip.netlink import AsyncIPRoute
 
 __all__ = [
     "DEFAULT_PORT",

@@ -22,12 +22,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from edgenode.network._addressing import GATEWAY_V4, GATEWAY_V6, LINK_PREFIX
 from edgenode.network._routes import PeerNet, Route
 from edgenode.network.podlinks import PEER_ROUTE_PROTO
+from gossip.netlink import IPRoute, NetlinkError
 
 log = structlog.get_logger("edgenode.network")
 

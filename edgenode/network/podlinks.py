@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from edgenode.network._addressing import GATEWAY_V4, GATEWAY_V6, POD_IPV4, ipv4_offset
+from gossip.netlink import IPRoute, NetlinkError
 from sandbox import netns
 
 log = structlog.get_logger("edgenode.network")
