@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +34,7 @@ def hold_back(name: str) -> None:
         return
     package = importlib.util.module_from_spec(spec)
     loader = spec.loader
+    lock = threading.Lock()  # pods' links are made from threads: one of them runs __init__
 
     def look_up(attr: str) -> Any:
         if importlib.util.find_spec(f"{name}.{attr}") is not None:
@@ -41,8 +43,9 @@ def hold_back(name: str) -> None:
         return getattr(package, attr)
 
     def complete(module: ModuleType) -> None:
-        module.__dict__.pop("__getattr__", None)
-        loader.exec_module(module)
+        with lock:
+            if module.__dict__.pop("__getattr__", None) is not None:
+                loader.exec_module(module)
 
     package.__dict__["__getattr__"] = look_up
     sys.modules[name] = package
