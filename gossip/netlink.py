@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import sys
 import threading
-from types import ModuleType
 from typing import Any
 
 
@@ -39,13 +38,10 @@ def hold_back(name: str) -> None:
     def look_up(attr: str) -> Any:
         if importlib.util.find_spec(f"{name}.{attr}") is not None:
             return importlib.import_module(f"{name}.{attr}")  # `from pkg import submodule`
-        complete(package)
-        return getattr(package, attr)
-
-    def complete(module: ModuleType) -> None:
         with lock:
-            if module.__dict__.pop("__getattr__", None) is not None:
-                loader.exec_module(module)
+            if package.__dict__.pop("__getattr__", None) is not None:
+                loader.exec_module(package)
+        return getattr(package, attr)
 
     package.__dict__["__getattr__"] = look_up
     sys.modules[name] = package

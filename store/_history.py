@@ -57,6 +57,9 @@ class Revision(NamedTuple):
         }
 
 
+_new = tuple.__new__  # builds a NamedTuple from a stored record's values, skipping its __new__
+
+
 def revisions(records: Sequence[list[Any]]) -> list[Revision]:
     """Revisions numbered from 1 in fold order (records from `history_records`), with both
     sides of each conflict marked. Built straight from the records: history lists thousands."""
@@ -72,14 +75,13 @@ def revisions(records: Sequence[list[Any]]) -> list[Revision]:
                 )
     out: list[Revision] = []
     append = out.append
-    new = tuple.__new__  # the checked fields of a stored record, without NamedTuple's __new__
     for i, (o, s, w, c, a, m, f, cf, rf, fl) in enumerate(records, 1):
         append(
-            new(
+            _new(
                 Revision,
                 (
                     i,
-                    new(ChangeId, (o, s)),
+                    _new(ChangeId, (o, s)),
                     w,
                     c,
                     a,
