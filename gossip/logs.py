@@ -3,9 +3,10 @@
 - `MemoryLog`: an in-memory log for simulation. Its envelopes are small opaque bytes that
   encode (origin, seq, payload) with an 8-byte checksum standing in for a signature: cheap to
   make and to check, so a thousand simulated nodes can hold thousands of changes each.
-- `StoreLog`: the adapter over a real `store.Store`. It applies one origin's run per
-  `Store.apply_remote` call, so one origin's bad run does not block the others, and turns the
-  store's refusals into the `ApplyResult` (never raising for a peer's data).
+- `StoreLog`: the adapter over a real `store.Store`. It decodes a batch once and hands each
+  origin's run to `Store.apply_groups`, which checks the runs one by one (one origin's bad run
+  does not block the others) and writes them in one transaction; it turns the store's
+  refusals into the `ApplyResult` (never raising for a peer's data).
 - `CredentialBook`: the key material that travels with changes. It holds encoded credentials
   (`Credential.encode`), trusts a new one only if `gossip._credentials.check` accepts it
   against the cluster's trust root, registers trusted keys in the store, and keeps them in a
@@ -27,12 +28,14 @@ from gossip._credentials import Credential, CredentialError, check
 from gossip._dissemination import ApplyResult, Refusal
 from gossip.identity import registry_entry
 from store import (
+    Change,
     MalformedChangeError,
     StoreError,
     UnknownKeyError,
     decode_change,
 )
 from store.db import Store
+from store.txn import collector_paused
 
 __all__ = ["CredentialBook", "MemoryLog", "StoreLog", "parse_memory_envelope"]
 
@@ -276,45 +279,53 @@ class StoreLog:
         return result.changes, result.complete
 
     def apply(self, envelopes: Sequence[bytes], keys: Sequence[bytes]) -> ApplyResult:
+        # A batch's decoded changes stay alive until it is applied: see `collector_paused`.
+        with collector_paused():
+            return self._apply(envelopes, keys)
+
+    def _apply(self, envelopes: Sequence[bytes], keys: Sequence[bytes]) -> ApplyResult:
         refused: list[Refusal] = []
         for reason in self.credentials.add_all(keys):
             refused.append(Refusal("?", f"credential refused: {reason}", count=0))
-        by_origin: dict[str, dict[int, tuple[int, bytes]]] = {}
+        by_origin: dict[str, dict[int, tuple[int, Change]]] = {}
         for index, envelope in enumerate(envelopes):
             try:
                 change = decode_change(envelope)
             except MalformedChangeError as exc:
                 refused.append(Refusal("?", str(exc)))
                 continue
-            by_origin.setdefault(change.origin, {}).setdefault(change.seq, (index, envelope))
+            by_origin.setdefault(change.origin, {}).setdefault(change.seq, (index, change))
         heads = self.store.version_vector()
-        new: list[int] = []
-        origins: list[str] = []
+        runs: list[tuple[str, list[tuple[int, Change]]]] = []
         gaps: list[str] = []
         duplicates = 0
         for origin in sorted(by_origin):
-            runs = by_origin[origin]
+            held = by_origin[origin]
             head = heads.get(origin, 0)
             expected = head + 1
-            run: list[tuple[int, bytes]] = []
-            for seq in sorted(runs):
+            run: list[tuple[int, Change]] = []
+            for seq in sorted(held):
                 if seq <= head:
                     duplicates += 1  # already held: dropped before the store sees it
                     continue
                 if seq != expected:
                     gaps.append(origin)
                     break
-                run.append(runs[seq])
+                run.append(held[seq])
                 expected += 1
-            if not run:
+            if run:
+                runs.append((origin, run))
+        # The changes decoded above go to the store as they are, each origin's run checked on
+        # its own but all written in one transaction: one decode and one sync per batch.
+        outcomes = self.store.apply_groups([[c for _, c in run] for _, run in runs])
+        new: list[int] = []
+        origins: list[str] = []
+        for (origin, run), outcome in zip(runs, outcomes, strict=True):
+            if isinstance(outcome, StoreError):
+                unknown = isinstance(outcome, UnknownKeyError)
+                refused.append(Refusal(origin, str(outcome), count=len(run), unknown_key=unknown))
                 continue
-            try:
-                applied = self.store.apply_remote([e for _, e in run])
-            except StoreError as exc:
-                unknown = isinstance(exc, UnknownKeyError)
-                refused.append(Refusal(origin, str(exc), count=len(run), unknown_key=unknown))
-                continue
-            count = len(applied.applied)
+            count = len(outcome.applied)
             duplicates += len(run) - count
             new.extend(index for index, _ in run[:count])
             if count:

@@ -48,6 +48,7 @@ from store._errors import (
     LocalStoreError,
     NotAuthorizedError,
     NotFoundError,
+    RemoteStoreError,
     SignatureError,
 )
 from store._fold import (
@@ -64,7 +65,7 @@ from store._keys import KeyEntry, KeyRegistry
 from store._keyspace import decode_head, history_key, log_entries, log_key, object_key
 from store._ownership import Refusal, Rules, ownership_error
 from store._path import flatten, format_path
-from store._remote import check_batch
+from store._remote import Batch, check_batch
 from store._results import Applied, Committed, FieldDiff, Missing, Rollback
 from store.txn import StateCache, WriteTxn, collector_paused, full_error
 from store.watch import ChangeApplied, Watch, Watchers
@@ -551,48 +552,103 @@ class Store:
         origin's sequence, a broken hash link, a fork, a bad signature, an unknown key, a
         manager the author may not act as, a timestamp beyond the drift bound.
         """
-        events: list[ChangeApplied] = []
         with collector_paused():
             decoded = [decode_change(e) for e in envelopes]
-            applied = self._apply_decoded(decoded, events)
+            outcome = self.apply_groups([decoded])[0]
             # Free the batch while the collector is still paused: what survives the pause is
             # what the collector has to look at once it runs again.
             del decoded
-        self._publish(events)
-        return applied
+        if isinstance(outcome, RemoteStoreError):
+            raise outcome
+        return outcome
 
-    def _apply_decoded(self, decoded: list[Change], events: list[ChangeApplied]) -> Applied:
-        ids: list[ChangeId] = []
-        with self._write() as txn:
+    def apply_groups(self, groups: Sequence[Sequence[Change]]) -> list[Applied | RemoteStoreError]:
+        """Apply groups of changes already decoded (by `decode_change`), each as one
+        `apply_remote` call would, but all in one transaction: one commit and one sync to disk
+        for all of them. Every check but the decoding runs. A group a peer's fault refuses
+        gets its `RemoteStoreError` in the result and writes nothing; the other groups are
+        applied all the same. Any other error writes nothing of any group.
+
+        The groups' changes are folded together, each object once: groups of different
+        origins that interleave in time (gossip's usual batch) would otherwise make each group
+        after the first fold its objects again from their first change."""
+        outcomes: list[Applied | RemoteStoreError] = []
+        events: list[ChangeApplied] = []
+        with collector_paused(), self._write() as txn:
             self._load_clock(txn)
             now = self._clock_ms()
-            batch = check_batch(
-                decoded,
-                head=lambda o: decode_head(txn.get(o.encode(), db=self._heads)),
-                stored_digest=lambda o, s: _digest(txn.get(log_key(o, s), db=self._log)),
-                registry=self.registry,
-                clock=self.clock,
-                now_ms=now,
-            )
-            self._store_new(txn, batch.runs)
-            refolded = 0
-            history: list[tuple[bytes, bytes]] = []
-            objects: list[tuple[bytes, bytes]] = []
-            for (kind, name), incoming in batch.objects.items():
-                okey = object_key(kind, name)
-                state, again = self._fold_in(txn, okey, kind, name, incoming, history=history)
-                objects.append((okey, state.encode()))
-                refolded += again
-                rev = state.revision
-                folded = [c.id for c in incoming]
+            checked: list[tuple[int, Batch]] = []
+            for group in groups:
+                try:
+                    batch = check_batch(
+                        group,
+                        head=lambda o: decode_head(txn.get(o.encode(), db=self._heads)),
+                        stored_digest=lambda o, s: _digest(txn.get(log_key(o, s), db=self._log)),
+                        registry=self.registry,
+                        clock=self.clock,
+                        now_ms=now,
+                    )
+                except RemoteStoreError as refusal:
+                    outcomes.append(refusal)  # refused before it wrote anything
+                    continue
+                # Logged now (heads move on), folded below: a later group of the same origin
+                # is checked against this one.
+                self._store_new(txn, batch.runs)
+                checked.append((len(outcomes), batch))
+                outcomes.append(Applied())
+            if checked:
+                self._fold_batches(txn, now, outcomes, checked, events)
+        self._publish(events)
+        return outcomes
+
+    def _fold_batches(
+        self,
+        txn: Any,
+        now: int,
+        outcomes: list[Applied | RemoteStoreError],
+        checked: Sequence[tuple[int, Batch]],
+        events: list[ChangeApplied],
+    ) -> None:
+        """Fold checked batches into their objects, each object once, and fill in each
+        batch's `Applied` (at its index in `outcomes`)."""
+        if len(checked) == 1:
+            objects = checked[0][1].objects
+        else:
+            objects = {}
+            for _, batch in checked:
+                for target, incoming in batch.objects.items():
+                    objects.setdefault(target, []).extend(incoming)
+        history: list[tuple[bytes, bytes]] = []
+        states: list[tuple[bytes, bytes]] = []
+        refolded: dict[tuple[str, str], int] = {}
+        revision: dict[tuple[str, str], int] = {}
+        for target, incoming in objects.items():
+            kind, name = target
+            okey = object_key(kind, name)
+            state, again = self._fold_in(txn, okey, kind, name, incoming, history=history)
+            states.append((okey, state.encode()))
+            refolded[target] = again
+            revision[target] = state.revision
+        txn.cursor(db=self._history).putmulti(history)
+        txn.cursor(db=self._objects).putmulti(states)
+        newest: Hlc | None = None
+        merged = len(checked) > 1  # then each batch's own lists were not sorted by the fold
+        for index, batch in checked:
+            ids: list[ChangeId] = []
+            again = 0
+            for target, incoming in batch.objects.items():
+                kind, name = target
+                rev = revision[target]
+                folded = [c.id for c in (sorted(incoming, key=_SORT_KEY) if merged else incoming)]
                 ids += folded
+                again += refolded[target]
                 events += [_new(ChangeApplied, (cid, kind, name, rev, False)) for cid in folded]
-            txn.cursor(db=self._history).putmulti(history)
-            txn.cursor(db=self._objects).putmulti(objects)
-            if batch.newest is not None:
-                self.clock.observe(batch.newest, physical_ms=now)
-                self._save_clock(txn)
-        return Applied(ids, batch.duplicates, refolded)
+            outcomes[index] = Applied(ids, batch.duplicates, again)
+            if batch.newest is not None and (newest is None or batch.newest > newest):
+                newest = batch.newest
+        if newest is not None:
+            self.clock.observe(newest, physical_ms=now)
+            self._save_clock(txn)
 
     def _fold_in(
         self,

@@ -59,8 +59,10 @@ class StateCache:
             self._states.clear()
 
     def take(self, key: bytes) -> Any:
-        """The cached state of `key` (now this transaction's to change), or None."""
-        return self._states.pop(key, None)
+        """The cached state of `key` (now this transaction's to change), or None. A state
+        this transaction took already is given again, as it has changed it so far."""
+        state = self._taken.get(key)
+        return state if state is not None else self._states.pop(key, None)
 
     def keep(self, key: bytes, state: Any) -> None:
         """`state` is what `key` holds once this transaction commits."""
