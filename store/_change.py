@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from store._errors import MalformedChangeError, SignatureError
 from store._hlc import MAX_COUNTER, Hlc
-from store._path import KNOWN_PATHS, Path, check_leaf, check_path, format_path
+from store._path import KNOWN_PATHS, Path, check_leaf, check_path, format_path, text
 
 NodeId = NewType("NodeId", str)
 FORMAT_VERSION = 1
@@ -161,6 +161,8 @@ def check_manager(value: object) -> str:
         return good
     if not isinstance(value, str) or not value or len(value) > 253:
         raise ValueError(f"a manager is a non-empty string of ≤253 chars, got {value!r}")
+    if not value.isascii():
+        text(value, "a manager")
     if len(_GOOD_MANAGERS) > _MEMO_LIMIT:
         _GOOD_MANAGERS.clear()
     _GOOD_MANAGERS[value] = value
@@ -170,7 +172,7 @@ def check_manager(value: object) -> str:
 def check_op(raw: object) -> Op:
     if type(raw) is list and len(raw) == 3 and raw[0] == "set":  # the common case, fast
         arg = raw[2]
-        if arg is not None and type(arg) is not str:
+        if arg is not None and (type(arg) is not str or not arg.isascii()):
             arg = check_leaf(arg)
         return Op("set", check_path(raw[1]), arg)
     if not isinstance(raw, list | tuple) or not 2 <= len(raw) <= 3:

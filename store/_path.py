@@ -121,6 +121,8 @@ def check_path(path: object, *, allow_root: bool = False) -> Path:
             raise ValueError(
                 f"path keys are non-empty strings of ≤{MAX_SEGMENT} chars without NUL: {seg!r}"
             )
+        if not seg.isascii():
+            text(seg, "a path key")
     if len(KNOWN_PATHS) > 100_000:
         KNOWN_PATHS.clear()
     KNOWN_PATHS[key] = key
@@ -144,9 +146,13 @@ MIN_INT, MAX_INT = -(1 << 64), (1 << 64) - 1
 
 def check_leaf(value: object, *, depth: int = 0) -> Leaf:
     """A leaf is null, bool, int, float, str or a list of leaves; maps are flattened first.
-    Integers fit in 64 bits (plus sign) and floats are finite."""
-    if value is None or isinstance(value, bool | str):
+    Integers fit in 64 bits (plus sign), floats are finite, and strings are Unicode text
+    (no lone surrogates). Negative zero becomes zero: DAG-CBOR, which every receiver decodes,
+    forbids it, so a change carrying it would be refused by every peer."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return value if value.isascii() else text(value, "a string value")
     if isinstance(value, int):
         if not MIN_INT <= value <= MAX_INT:
             raise ValueError(f"an integer value is within ±2^64, got {value}")
@@ -154,10 +160,21 @@ def check_leaf(value: object, *, depth: int = 0) -> Leaf:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"a number value is finite, got {value}")
-        return value
+        return value + 0.0  # -0.0 + 0.0 is 0.0; every other value stays itself
     if isinstance(value, list | tuple) and depth < MAX_DEPTH:
         return [check_leaf(v, depth=depth + 1) for v in value]
     raise ValueError(f"a field value is a string, number, bool, null or list, got {value!r}")
+
+
+def text(value: str, what: str) -> str:
+    """`value` if it encodes as UTF-8 (what a change carries), else ValueError."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is Unicode text, got {value!r} (a lone surrogate at offset {e.start})"
+        ) from None
+    return value
 
 
 def same_leaf(a: Leaf, b: Leaf) -> bool:

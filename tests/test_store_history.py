@@ -155,6 +155,9 @@ def test_bad_local_edits_are_refused_with_nothing_written(store: Store) -> None:
         ([], "needs at least one op"),
         ([["set", ["spec", "ratio"], float("nan")]], "a number value is finite, got nan"),
         ([["set", ["spec", "n"], [1, 2**64]]], r"an integer value is within ±2\^64"),
+        ([["set", ["spec", "note"], "a\ud800"]], "a string value is Unicode text"),
+        ([["set", ["spec", "\udfff"], 1]], "a path key is Unicode text"),
+        ([["share", ["spec"], ["ops\ud800"]]], "a manager is Unicode text"),
     ]
     for ops, message in cases:
         with pytest.raises(InvalidChangeError, match=message):
@@ -162,6 +165,22 @@ def test_bad_local_edits_are_refused_with_nothing_written(store: Store) -> None:
     with pytest.raises(InvalidChangeError, match="unknown kind 'Vm'"):
         store.put_document("Vm", "x", {"spec": {"a": 1}})
     assert len(store.history("Pod", "web")) == 1
+
+
+def test_a_negative_zero_is_committed_as_zero_so_peers_can_decode_the_change(
+    store: Store, tmp_path: Path
+) -> None:
+    # DAG-CBOR forbids -0.0: a change carrying it would be refused by every peer, and every
+    # later change of this node with it (a gap in its chain).
+    store.commit("Pod", "z", [["new", []], ["set", ["spec", "x"], [-0.0, 1.5]]], manager="user")
+    store.commit("Pod", "z", [["set", ["spec", "y"], -0.0]], manager="user")
+    peer = open_store(tmp_path / "peer", "n2")
+    trust(peer, "n1", store._key)
+    peer.apply_remote(store.missing({}).changes)
+    state = peer.get_state("Pod", "z")
+    assert state is not None and state.fields[("spec", "y")] == 0.0
+    assert str(state.fields[("spec", "y")]) == "0.0" and state.fields[("spec", "x")] == [0.0, 1.5]
+    assert store.state_at("Pod", "z", 2).fields == state.fields
 
 
 def test_the_version_vector_and_missing_changes_let_a_peer_catch_up(
