@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs (grows as features land).
-APT_PACKAGES ?= python3 python3-venv python3-dev gcc libc6-dev runc crun runsc tini busybox-static umoci skopeo nftables iproute2 iputils-ping iperf3
+APT_PACKAGES ?= python3 python3-venv python3-dev gcc libc6-dev libssl-dev runc crun runsc tini busybox-static umoci skopeo nftables iproute2 iputils-ping iperf3
 STATE_DIR ?= /var/lib/edgenode-demo
 
 .PHONY: up down install test lint typecheck unit bench clean
@@ -23,7 +23,7 @@ down:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile store/_cchange.c
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \

@@ -78,8 +78,10 @@ from store import (  # noqa: E402
     Path,
     Rules,
     Store,
+    _change,
     make_change,
 )
+from store._change import use_native  # noqa: E402
 from store.db import CATCHUP_CHUNK_BYTES  # noqa: E402
 
 RULES: Rules = KIND_RULES  # the product's own ownership rules
@@ -562,6 +564,7 @@ def machine() -> dict[str, Any]:
         **base_machine(),
         "lmdb": ".".join(map(str, lmdb.version())),
         "py_lmdb": lmdb.__version__,
+        "change_decoder": "C (store/_cchange.c)" if _change._native else "Python (reference)",
     }
 
 
@@ -572,7 +575,7 @@ def show(report: Report, facts: dict[str, Any], where: str, elapsed: float, *, q
     sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
     footer = [
         f"machine: {describe_machine(facts)}, LMDB {facts['lmdb']} (py-lmdb "
-        f"{facts['py_lmdb']}); stores under {where}",
+        f"{facts['py_lmdb']}); changes decoded in {facts['change_decoder']}; stores under {where}",
         f"sizes: {sizes}; took {elapsed:.1f} s",
     ]
     print_table(title, report, footer, judged=not quick)
@@ -595,7 +598,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--dir", help="where to create the temporary stores (default: $TMPDIR)")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
+    parser.add_argument(
+        "--python-decoder",
+        action="store_true",
+        help="decode changes with the Python reference alone, not the C decoder",
+    )
     args = parser.parse_args(argv)
+    use_native(not args.python_decoder)
     sizes = QUICK if args.quick else Sizes()
     t0 = time.perf_counter()
     if not args.json:

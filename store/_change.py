@@ -11,9 +11,11 @@ The body is a positional array, not a keyed map: it decodes faster and is smalle
 format version leads it, so a later version can reshape the rest. Body and envelope hold
 only arrays, byte and text strings, integers of at most 64 bits, finite floats (always
 8 bytes), booleans and null, in definite lengths and shortest integer forms: deterministic
-CBOR that is also DAG-CBOR. Any CBOR decoder reads it; receivers decode with `libipld`'s
-strict DAG-CBOR decoder (Rust), three times faster than a general one on a typical body,
-which matters on the path every received change takes. (Encoding stays with cbor2: libipld's
+CBOR that is also DAG-CBOR. Any CBOR decoder reads it; `decode_change_reference` decodes
+with `libipld`'s strict DAG-CBOR decoder (Rust), three times faster than a general one on a
+typical body. `decode_change` first tries the C decoder (store/_cchange.c), which reads the
+common shape in one pass, four times faster again, and leaves the rest to the reference: this
+is the path every received change takes. (Encoding stays with cbor2: libipld's
 encoder turns byte strings that start with 0x01 into tag 42 links.)
 
 Each origin numbers its changes 1, 2, 3 … (``seq``) and puts the digest of its previous
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NewType
 
@@ -276,6 +278,17 @@ def make_change(
 
 def decode_change(envelope: object) -> Change:
     """Bytes from anywhere → a well-formed `Change`, or `MalformedChangeError`."""
+    if _native is not None and type(envelope) is bytes:
+        change = _native(envelope)
+        if change is not None:
+            return change
+    return decode_change_reference(envelope)
+
+
+def decode_change_reference(envelope: object) -> Change:
+    """`decode_change` in Python alone: the definition of what a change is. `decode_change`
+    first tries the C decoder (store/_cchange.c), which reads the common shape in one pass
+    and leaves everything else, including every refusal, to this."""
     if not isinstance(envelope, bytes | bytearray | memoryview):
         raise MalformedChangeError(f"a change is CBOR bytes, got {type(envelope).__name__}")
     envelope = bytes(envelope)
@@ -414,6 +427,35 @@ def _from_body(
         _new(ChangeId, (origin, seq)),
         (wall, counter, origin, seq),
     )
+
+
+def _load_native() -> Callable[[bytes], Change | None] | None:
+    """The C decoder, handed this module's types and memos; None where it was not built (the
+    install found no C compiler)."""
+    try:
+        import store._cchange as native  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return None
+    native.configure(
+        Change, Op, ChangeId, Hlc, _GOOD_IDS, _GOOD_MANAGERS, KNOWN_PATHS,
+        MAX_CHANGE_BYTES, MAX_OPS, MAX_COUNTER,
+    )  # fmt: skip
+    decode: Callable[[bytes], Change | None] = native.decode
+    return decode
+
+
+_BUILT = _load_native()
+_native = _BUILT
+NATIVE_DECODER = _BUILT is not None
+"""Whether the C decoder was built (`decode_change` uses it unless `use_native(False)`)."""
+
+
+def use_native(on: bool) -> bool:
+    """Let `decode_change` use the C decoder, if it was built (the default), or not (the
+    Python reference alone, for comparing the two); returns whether it now does."""
+    global _native  # noqa: PLW0603
+    _native = _BUILT if on else None
+    return _native is not None
 
 
 def verify_origin(change: Change, key: Ed25519PublicKey) -> None:

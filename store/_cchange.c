@@ -1,0 +1,568 @@
+/* Decoding a change's envelope in one pass, for the common shape (store/_change.py is the
+ * reference, and the only place that refuses anything).
+ *
+ * Theory of operation. `decode(envelope)` reads the bytes of an envelope straight into a
+ * `Change`, doing in one pass what the reference does with two DAG-CBOR decodes, a re-encode
+ * of the envelope and a walk of the decoded lists: every change a node receives takes this
+ * path, and the reference spends most of its time building and checking lists it then throws
+ * away.
+ *
+ * It accepts only what the reference accepts, and builds exactly what the reference builds:
+ *   - the envelope in its one encoding: [body bytes, 64-byte signature, null | 64-byte
+ *     signature], shortest lengths;
+ *   - a format-1 body whose ids, managers and paths are ones the reference has already checked
+ *     (found in its memo dicts, which also give the shared copy the reference would use, or
+ *     in this file's cache of what it found there);
+ *   - ops `set` of a scalar leaf (text, integer within 64 bits, finite 8-byte float, bool,
+ *     null; not negative zero), `new` of the root, `del` of a path;
+ *   - integers, lengths and strings in DAG-CBOR's strict forms (shortest heads, definite
+ *     lengths, valid UTF-8).
+ * Anything else, malformed or merely unusual (a list leaf, a `share`, an id seen for the first
+ * time), returns None: the caller then runs the reference, which accepts it or names the fault.
+ * So this file never has to be right about an error, only about what it accepts; the
+ * differential tests in tests/test_change_native.py hold it to the reference on generated,
+ * truncated and corrupted envelopes.
+ *
+ * Every read is bounds-checked against the end of its buffer before it happens.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <structmember.h>
+
+#include <math.h>
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Set by configure(): the reference's types, memos and limits. */
+static PyObject *change_type, *op_type, *change_id_type, *hlc_type;
+static PyObject *good_ids, *good_managers, *known_paths;
+static PyObject *str_set, *str_new, *str_del;
+static Py_ssize_t max_bytes, max_ops;
+static uint64_t max_counter;
+
+#define MAX_DEPTH 32 /* keys in a path (store/_path.py) */
+
+/* Change's fields in the order of its declaration, which `decode` fills in (configure()
+ * checks the names, and finds where each slot lives in the object). */
+static const char *const FIELDS[] = {
+    "origin", "seq", "prev", "kind", "name", "hlc", "author", "manager", "ops", "seen", "at",
+    "body", "origin_sig", "author_sig", "envelope", "digest", "id", "sort_key",
+};
+#define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
+static Py_ssize_t offsets[N_FIELDS];
+
+/* What the reference has checked, found by the bytes that encode it: ids, managers and whole
+ * paths, which repeat endlessly, so most changes are read without building a string to look
+ * one up. Direct-mapped and bounded (a newcomer replaces what shares its slot). Each value is
+ * the reference's copy from its memo; a check depends only on the bytes, so an entry stays
+ * right for good. */
+#define CACHE_SLOTS 4096 /* a power of two */
+#define CACHE_KEY_MAX 112
+typedef struct {
+    uint64_t hash;
+    PyObject *value;
+    unsigned char space, len, key[CACHE_KEY_MAX];
+} Slot;
+static Slot *cache;
+
+enum { SPACE_ID = 1, SPACE_MANAGER, SPACE_PATH };
+
+static uint64_t fnv1a(unsigned char space, const unsigned char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ space;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The cached value for these bytes, as a new reference, or NULL. */
+static PyObject *cache_get(unsigned char space, const unsigned char *s, size_t n, uint64_t h) {
+    if (n > CACHE_KEY_MAX) return NULL;
+    Slot *e = &cache[h & (CACHE_SLOTS - 1)];
+    if (e->value == NULL || e->hash != h || e->space != space || e->len != n ||
+        memcmp(e->key, s, n) != 0)
+        return NULL;
+    return Py_NewRef(e->value);
+}
+
+static void cache_put(unsigned char space, const unsigned char *s, size_t n, uint64_t h,
+                      PyObject *value) {
+    if (n > CACHE_KEY_MAX) return;
+    Slot *e = &cache[h & (CACHE_SLOTS - 1)];
+    Py_XSETREF(e->value, Py_NewRef(value));
+    e->hash = h;
+    e->space = space;
+    e->len = (unsigned char)n;
+    memcpy(e->key, s, n);
+}
+
+static void cache_clear(void) {
+    for (int i = 0; i < CACHE_SLOTS; i++) Py_CLEAR(cache[i].value);
+}
+
+/* `memo[key]` (the key's reference is stolen), cached under the bytes that encode it, as a
+ * new reference; NULL when the reference has not checked it. */
+static PyObject *remember(PyObject *memo, PyObject *key, unsigned char space,
+                          const unsigned char *raw, size_t n, uint64_t h) {
+    PyObject *good = PyDict_GetItemWithError(memo, key);
+    Py_DECREF(key);
+    if (good == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    cache_put(space, raw, n, h, good);
+    return Py_NewRef(good);
+}
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cur;
+
+/* A CBOR head of major type 0..6 in its shortest form: 0 and the argument, or -1. */
+static int head(Cur *c, int *major, uint64_t *arg) {
+    if (c->p >= c->end) return -1;
+    unsigned ib = *c->p++;
+    unsigned ai = ib & 31;
+    *major = (int)(ib >> 5);
+    if (*major == 7) return -1;
+    if (ai < 24) {
+        *arg = ai;
+        return 0;
+    }
+    int n;
+    uint64_t least;
+    switch (ai) {
+        case 24: n = 1; least = 24; break;
+        case 25: n = 2; least = 0x100; break;
+        case 26: n = 4; least = 0x10000; break;
+        case 27: n = 8; least = 0x100000000ULL; break;
+        default: return -1; /* reserved, or an indefinite length */
+    }
+    if (c->end - c->p < n) return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | c->p[i];
+    c->p += n;
+    if (v < least) return -1;
+    *arg = v;
+    return 0;
+}
+
+static int expect(Cur *c, int major, uint64_t *arg) {
+    int m;
+    if (head(c, &m, arg) < 0 || m != major) return -1;
+    return 0;
+}
+
+/* The next `n` bytes, or NULL. */
+static const unsigned char *take(Cur *c, uint64_t n) {
+    if ((uint64_t)(c->end - c->p) < n) return NULL;
+    const unsigned char *at = c->p;
+    c->p += n;
+    return at;
+}
+
+/* A text string as a new str, or NULL (no exception set). */
+static PyObject *text(Cur *c) {
+    uint64_t n;
+    const unsigned char *s;
+    if (expect(c, 3, &n) < 0 || (s = take(c, n)) == NULL) return NULL;
+    PyObject *out = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+    if (out == NULL) PyErr_Clear(); /* not UTF-8: the reference names the fault */
+    return out;
+}
+
+/* The checked copy of a text string in `memo`, as a new reference, or NULL. */
+static PyObject *memo_text(Cur *c, PyObject *memo, unsigned char space) {
+    uint64_t n;
+    const unsigned char *raw;
+    if (expect(c, 3, &n) < 0 || (raw = take(c, n)) == NULL) return NULL;
+    uint64_t h = fnv1a(space, raw, n);
+    PyObject *hit = cache_get(space, raw, n, h);
+    if (hit != NULL) return hit;
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)raw, (Py_ssize_t)n, "strict");
+    if (s == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return remember(memo, s, space, raw, n, h);
+}
+
+/* `n` bytes exactly, as bytes, or NULL. */
+static PyObject *byte_string(Cur *c, uint64_t n) {
+    uint64_t got;
+    const unsigned char *s;
+    if (expect(c, 2, &got) < 0 || got != n || (s = take(c, n)) == NULL) return NULL;
+    return PyBytes_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+}
+
+static int unsigned_int(Cur *c, uint64_t *v) { return expect(c, 0, v); }
+
+/* A path the reference has checked, as its shared tuple, or NULL. The root () is allowed
+ * only with `allow_root`. */
+static PyObject *path(Cur *c, int allow_root) {
+    const unsigned char *start = c->p;
+    uint64_t n, len;
+    if (expect(c, 4, &n) < 0 || n > MAX_DEPTH) return NULL;
+    if (n == 0) {
+        if (!allow_root) return NULL;
+        return PyTuple_New(0);
+    }
+    const unsigned char *segments = c->p;
+    for (uint64_t i = 0; i < n; i++) {
+        if (expect(c, 3, &len) < 0 || take(c, len) == NULL) return NULL;
+    }
+    size_t size = (size_t)(c->p - start); /* the path's whole encoding: one key per path */
+    uint64_t h = fnv1a(SPACE_PATH, start, size);
+    PyObject *hit = cache_get(SPACE_PATH, start, size, h);
+    if (hit != NULL) return hit;
+
+    Cur again = {segments, c->p};
+    PyObject *key = PyTuple_New((Py_ssize_t)n);
+    if (key == NULL) return NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        PyObject *seg = text(&again);
+        if (seg == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, (Py_ssize_t)i, seg);
+    }
+    return remember(known_paths, key, SPACE_PATH, start, size, h);
+}
+
+/* A scalar leaf: text, integer, finite 8-byte float, bool or null; NULL for anything else. */
+static PyObject *scalar(Cur *c) {
+    if (c->p >= c->end) return NULL;
+    unsigned ib = *c->p;
+    if (ib >> 5 == 7) {
+        c->p++;
+        switch (ib) {
+            case 0xf4: Py_RETURN_FALSE;
+            case 0xf5: Py_RETURN_TRUE;
+            case 0xf6: Py_RETURN_NONE;
+            case 0xfb: {
+                const unsigned char *b = take(c, 8);
+                if (b == NULL) return NULL;
+                uint64_t bits = 0;
+                for (int i = 0; i < 8; i++) bits = (bits << 8) | b[i];
+                double d;
+                memcpy(&d, &bits, sizeof d);
+                /* DAG-CBOR forbids NaN, the infinities and negative zero */
+                if (!isfinite(d) || bits == 0x8000000000000000ULL) return NULL;
+                return PyFloat_FromDouble(d);
+            }
+            default: return NULL; /* shorter floats, other simple values */
+        }
+    }
+    int major;
+    uint64_t v;
+    switch (ib >> 5) {
+        case 0:
+            if (head(c, &major, &v) < 0) return NULL;
+            return PyLong_FromUnsignedLongLong(v);
+        case 1:
+            if (head(c, &major, &v) < 0 || v > (uint64_t)INT64_MAX) return NULL;
+            return PyLong_FromLongLong(-1 - (long long)v);
+        case 3: return text(c);
+        default: return NULL; /* lists (checked by the reference), maps, tags, bytes */
+    }
+}
+
+/* A NamedTuple of `n` items (stolen), built the way tuple.__new__ builds a subclass. */
+static PyObject *named(PyObject *type, Py_ssize_t n, PyObject **items) {
+    PyObject *t = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
+    if (t == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, items[i]);
+    return t;
+}
+
+/* One op, or NULL. */
+static PyObject *op(Cur *c) {
+    uint64_t n, len;
+    const unsigned char *name;
+    if (expect(c, 4, &n) < 0 || (n != 2 && n != 3)) return NULL;
+    if (expect(c, 3, &len) < 0 || len != 3 || (name = take(c, 3)) == NULL) return NULL;
+    PyObject *items[3];
+    if (n == 3 && memcmp(name, "set", 3) == 0) {
+        if ((items[1] = path(c, 0)) == NULL) return NULL;
+        if ((items[2] = scalar(c)) == NULL) {
+            Py_DECREF(items[1]);
+            return NULL;
+        }
+        items[0] = Py_NewRef(str_set);
+    } else if (n == 2 && memcmp(name, "new", 3) == 0) {
+        uint64_t root;
+        if (expect(c, 4, &root) < 0 || root != 0) return NULL;
+        items[0] = Py_NewRef(str_new);
+        if ((items[1] = PyTuple_New(0)) == NULL) {
+            Py_DECREF(items[0]);
+            return NULL;
+        }
+        items[2] = Py_NewRef(Py_None);
+    } else if (n == 2 && memcmp(name, "del", 3) == 0) {
+        if ((items[1] = path(c, 1)) == NULL) return NULL;
+        items[0] = Py_NewRef(str_del);
+        items[2] = Py_NewRef(Py_None);
+    } else {
+        return NULL; /* share, own, or not an op: the reference decides */
+    }
+    return named(op_type, 3, items);
+}
+
+/* The body's fields, filled in by `body()`; all new references or NULL. */
+typedef struct {
+    PyObject *origin, *seq, *prev, *kind, *name, *wall, *counter, *author, *manager;
+    PyObject *ops, *seen, *at;
+    uint64_t seq_v;
+} Body;
+
+static void body_clear(Body *b) {
+    Py_CLEAR(b->origin);
+    Py_CLEAR(b->seq);
+    Py_CLEAR(b->prev);
+    Py_CLEAR(b->kind);
+    Py_CLEAR(b->name);
+    Py_CLEAR(b->wall);
+    Py_CLEAR(b->counter);
+    Py_CLEAR(b->author);
+    Py_CLEAR(b->manager);
+    Py_CLEAR(b->ops);
+    Py_CLEAR(b->seen);
+    Py_CLEAR(b->at);
+}
+
+/* Reads the body; 0 when it has the common shape, -1 otherwise (`b` then holds leftovers for
+ * body_clear). -2 with an exception set on a failure that is not the input's (memory). */
+static int body(Cur *c, Body *b, int has_asig) {
+    uint64_t n, v, wall, counter;
+    if (expect(c, 4, &n) < 0 || (n != 12 && n != 13)) return -1;
+    if (unsigned_int(c, &v) < 0 || v != 1) return -1; /* format version */
+    if ((b->origin = memo_text(c, good_ids, SPACE_ID)) == NULL) return -1;
+    if (unsigned_int(c, &b->seq_v) < 0 || b->seq_v < 1) return -1;
+    if ((b->seq = PyLong_FromUnsignedLongLong(b->seq_v)) == NULL) return -2;
+    if ((b->prev = byte_string(c, 32)) == NULL) return -1;
+    if ((b->kind = memo_text(c, good_ids, SPACE_ID)) == NULL) return -1;
+    if ((b->name = memo_text(c, good_ids, SPACE_ID)) == NULL) return -1;
+    if (unsigned_int(c, &wall) < 0 || wall > (uint64_t)INT64_MAX) return -1;
+    if (unsigned_int(c, &counter) < 0 || counter > max_counter) return -1;
+    if ((b->wall = PyLong_FromUnsignedLongLong(wall)) == NULL) return -2;
+    if ((b->counter = PyLong_FromUnsignedLongLong(counter)) == NULL) return -2;
+    if ((b->author = memo_text(c, good_ids, SPACE_ID)) == NULL) return -1;
+    if ((b->manager = memo_text(c, good_managers, SPACE_MANAGER)) == NULL) return -1;
+
+    uint64_t n_ops;
+    if (expect(c, 4, &n_ops) < 0 || n_ops < 1 || n_ops > (uint64_t)max_ops) return -1;
+    if ((b->ops = PyTuple_New((Py_ssize_t)n_ops)) == NULL) return -2;
+    for (uint64_t i = 0; i < n_ops; i++) {
+        PyObject *o = op(c);
+        if (o == NULL) return PyErr_Occurred() ? -2 : -1;
+        PyTuple_SET_ITEM(b->ops, (Py_ssize_t)i, o);
+    }
+
+    uint64_t n_seen;
+    if (expect(c, 4, &n_seen) < 0 || n_seen > 4 * (uint64_t)max_ops) return -1;
+    if ((b->seen = PyDict_New()) == NULL) return -2;
+    for (uint64_t i = 0; i < n_seen; i++) {
+        uint64_t three, seq;
+        if (expect(c, 4, &three) < 0 || three != 3) return -1;
+        PyObject *items[2];
+        PyObject *p = path(c, 1);
+        if (p == NULL) return PyErr_Occurred() ? -2 : -1;
+        if ((items[0] = memo_text(c, good_ids, SPACE_ID)) == NULL) {
+            Py_DECREF(p);
+            return -1;
+        }
+        if (unsigned_int(c, &seq) < 0 || seq < 1) {
+            Py_DECREF(p);
+            Py_DECREF(items[0]);
+            return -1;
+        }
+        if ((items[1] = PyLong_FromUnsignedLongLong(seq)) == NULL) {
+            Py_DECREF(p);
+            Py_DECREF(items[0]);
+            return -2;
+        }
+        PyObject *writer = named(change_id_type, 2, items);
+        if (writer == NULL) {
+            Py_DECREF(p);
+            return -2;
+        }
+        int rc = PyDict_SetItem(b->seen, p, writer); /* a path listed twice: the last wins */
+        Py_DECREF(p);
+        Py_DECREF(writer);
+        if (rc < 0) return -2;
+    }
+
+    int by_origin = b->author == b->origin || PyUnicode_Compare(b->author, b->origin) == 0;
+    if (n == 13) {
+        uint64_t at;
+        if (by_origin || !has_asig || unsigned_int(c, &at) < 0) return -1;
+        if ((b->at = PyLong_FromUnsignedLongLong(at)) == NULL) return -2;
+    } else {
+        if (!by_origin || has_asig) return -1;
+        b->at = Py_NewRef(Py_None);
+    }
+    return c->p == c->end ? 0 : -1;
+}
+
+/* decode(envelope: bytes) -> Change | None */
+static PyObject *decode(PyObject *self, PyObject *envelope) {
+    (void)self;
+    if (change_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "store._cchange.configure() was not called");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(envelope) || PyBytes_GET_SIZE(envelope) > max_bytes) Py_RETURN_NONE;
+    const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(envelope);
+    Cur c = {start, start + PyBytes_GET_SIZE(envelope)};
+
+    uint64_t len, body_len;
+    const unsigned char *raw_body, *raw_sig, *raw_asig = NULL;
+    if (c.p >= c.end || *c.p++ != 0x83) Py_RETURN_NONE;
+    if (expect(&c, 2, &body_len) < 0 || (raw_body = take(&c, body_len)) == NULL) Py_RETURN_NONE;
+    if (expect(&c, 2, &len) < 0 || len != 64 || (raw_sig = take(&c, 64)) == NULL) Py_RETURN_NONE;
+    if (c.p < c.end && *c.p == 0xf6) {
+        c.p++;
+    } else if (expect(&c, 2, &len) < 0 || len != 64 || (raw_asig = take(&c, 64)) == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (c.p != c.end) Py_RETURN_NONE;
+
+    Body b = {0};
+    Cur bc = {raw_body, raw_body + body_len};
+    int rc = body(&bc, &b, raw_asig != NULL);
+    if (rc < 0) {
+        body_clear(&b);
+        if (rc == -2) return NULL;
+        Py_RETURN_NONE;
+    }
+
+    PyObject *result = NULL;
+    PyObject *hlc = NULL, *id = NULL, *sort_key = NULL, *body_bytes = NULL, *sig = NULL;
+    PyObject *asig = NULL, *digest = NULL;
+    PyObject *items[2];
+
+    items[0] = Py_NewRef(b.wall);
+    items[1] = Py_NewRef(b.counter);
+    if ((hlc = named(hlc_type, 2, items)) == NULL) goto done;
+    items[0] = Py_NewRef(b.origin);
+    items[1] = Py_NewRef(b.seq);
+    if ((id = named(change_id_type, 2, items)) == NULL) goto done;
+    if ((sort_key = PyTuple_Pack(4, b.wall, b.counter, b.origin, b.seq)) == NULL) goto done;
+    body_bytes = PyBytes_FromStringAndSize((const char *)raw_body, (Py_ssize_t)body_len);
+    if (body_bytes == NULL) goto done;
+    if ((sig = PyBytes_FromStringAndSize((const char *)raw_sig, 64)) == NULL) goto done;
+    if (raw_asig == NULL)
+        asig = Py_NewRef(Py_None);
+    else if ((asig = PyBytes_FromStringAndSize((const char *)raw_asig, 64)) == NULL)
+        goto done;
+    if ((digest = PyBytes_FromStringAndSize(NULL, SHA256_DIGEST_LENGTH)) == NULL) goto done;
+    SHA256(start, (size_t)PyBytes_GET_SIZE(envelope), (unsigned char *)PyBytes_AS_STRING(digest));
+
+    /* What Change(...) would do: fill in its slots (no __init__ of its own beyond that). */
+    PyObject *values[N_FIELDS] = {
+        b.origin, b.seq, b.prev, b.kind, b.name, hlc,      b.author, b.manager, b.ops,
+        b.seen,   b.at,  body_bytes, sig, asig, envelope, digest, id,        sort_key,
+    };
+    result = ((PyTypeObject *)change_type)->tp_alloc((PyTypeObject *)change_type, 0);
+    if (result == NULL) goto done;
+    for (int i = 0; i < N_FIELDS; i++)
+        *(PyObject **)((char *)result + offsets[i]) = Py_NewRef(values[i]);
+
+done:
+    body_clear(&b);
+    Py_XDECREF(hlc);
+    Py_XDECREF(id);
+    Py_XDECREF(sort_key);
+    Py_XDECREF(body_bytes);
+    Py_XDECREF(sig);
+    Py_XDECREF(asig);
+    Py_XDECREF(digest);
+    return result;
+}
+
+static int keep(PyObject **slot, PyObject *value) {
+    Py_XSETREF(*slot, Py_NewRef(value));
+    return 0;
+}
+
+/* configure(change, op, change_id, hlc, good_ids, good_managers, known_paths, max_bytes,
+ *           max_ops, max_counter): the reference's types, memos and limits. */
+static PyObject *configure(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *types[4], *memos[3];
+    Py_ssize_t mb, mo;
+    unsigned long long mc;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!nnK:configure", &PyType_Type, &types[0],
+                          &PyType_Type, &types[1], &PyType_Type, &types[2], &PyType_Type,
+                          &types[3], &PyDict_Type, &memos[0], &PyDict_Type, &memos[1],
+                          &PyDict_Type, &memos[2], &mb, &mo, &mc))
+        return NULL;
+    for (int i = 1; i < 4; i++) {
+        if (!PyType_IsSubtype((PyTypeObject *)types[i], &PyTuple_Type)) {
+            PyErr_Format(PyExc_TypeError, "%R is not a tuple type", types[i]);
+            return NULL;
+        }
+    }
+    PyTypeObject *change = (PyTypeObject *)types[0];
+    PyObject *slots = PyObject_GetAttrString(types[0], "__slots__");
+    if (slots == NULL) return NULL;
+    int same = PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == N_FIELDS;
+    for (int i = 0; same && i < N_FIELDS; i++)
+        same = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(slots, i), FIELDS[i]) == 0;
+    Py_DECREF(slots);
+    if (!same || change->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%R does not have the slots this module fills in", change);
+        return NULL;
+    }
+    for (int i = 0; i < N_FIELDS; i++) {
+        PyObject *d = PyDict_GetItemString(change->tp_dict, FIELDS[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%R.%s is not a plain slot", change, FIELDS[i]);
+            return NULL;
+        }
+        offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    if (cache == NULL && (cache = calloc(CACHE_SLOTS, sizeof *cache)) == NULL)
+        return PyErr_NoMemory();
+    cache_clear();
+    keep(&change_type, types[0]);
+    keep(&op_type, types[1]);
+    keep(&change_id_type, types[2]);
+    keep(&hlc_type, types[3]);
+    keep(&good_ids, memos[0]);
+    keep(&good_managers, memos[1]);
+    keep(&known_paths, memos[2]);
+    max_bytes = mb;
+    max_ops = mo;
+    max_counter = mc;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_O,
+     "decode(envelope: bytes) -> Change | None: the change, or None where the reference "
+     "(store._change) must decide."},
+    {"configure", configure, METH_VARARGS, "Hand over the reference's types, memos and limits."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "store._cchange",
+    "The common shape of a change's envelope decoded in one pass (see store/_cchange.c).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cchange(void) {
+    str_set = PyUnicode_InternFromString("set");
+    str_new = PyUnicode_InternFromString("new");
+    str_del = PyUnicode_InternFromString("del");
+    if (!str_set || !str_new || !str_del) return NULL;
+    return PyModule_Create(&module);
+}
