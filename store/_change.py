@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from store._errors import MalformedChangeError, SignatureError
 from store._hlc import MAX_COUNTER, Hlc
-from store._path import KNOWN_PATHS, Path, check_leaf, check_path, format_path, text
+from store._path import KNOWN_PATHS, MIN_INT, Path, check_leaf, check_path, format_path, text
 
 NodeId = NewType("NodeId", str)
 FORMAT_VERSION = 1
@@ -382,8 +382,10 @@ def _from_body(
             if not path:
                 raise ValueError("op 'set' needs a field path, got the object root")
             arg = raw[2]
-            if arg is not None and type(arg) not in _SCALARS:  # decoded scalars are in range
+            if arg is not None and type(arg) not in _SCALARS:
                 arg = check_leaf(arg)
+            elif type(arg) is int and arg < MIN_INT:  # decoded, other scalars are in range
+                check_leaf(arg)  # raises
             ops_list.append(_new(Op, ("set", path, arg)))
         else:
             ops_list.append(check_op(raw))

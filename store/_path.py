@@ -140,8 +140,9 @@ def prefixes_of(path: Path) -> tuple[Path, ...]:
     return tuple(path[:n] for n in range(len(path), -1, -1))
 
 
-MIN_INT, MAX_INT = -(1 << 64), (1 << 64) - 1
-"""The integers a change can carry (CBOR's; larger ones would need tags, which it refuses)."""
+MIN_INT, MAX_INT = -(1 << 63), (1 << 64) - 1
+"""The integers a field can hold: CBOR's up (larger ones would need tags, which changes may
+not carry) and msgpack's down (the store's records of folded objects cannot hold less)."""
 
 
 def check_leaf(value: object, *, depth: int = 0) -> Leaf:
@@ -155,7 +156,7 @@ def check_leaf(value: object, *, depth: int = 0) -> Leaf:
         return value if value.isascii() else text(value, "a string value")
     if isinstance(value, int):
         if not MIN_INT <= value <= MAX_INT:
-            raise ValueError(f"an integer value is within ±2^64, got {value}")
+            raise ValueError(f"an integer value is within -2^63..2^64-1, got {value}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

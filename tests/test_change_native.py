@@ -85,7 +85,7 @@ paths = st.lists(
 scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(1 << 64), max_value=(1 << 64) - 1)
+    | st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
 )

@@ -113,6 +113,21 @@ def test_a_body_with_a_wrong_field_type_is_refused(store: Store, peer: Origin) -
     assert "seq is an integer" in msg
 
 
+def test_an_integer_the_store_cannot_hold_is_refused_as_malformed(
+    store: Store, peer: Origin
+) -> None:
+    # Valid CBOR, but below what the store's records of folded objects can hold.
+    for value in (-(2**64), [1, -(2**63) - 1]):
+        fresh = Origin("peer", peer.key)
+        bad = fresh.change([*CREATE, Op("set", ("spec", "n"), value)]).envelope
+        message = refused(store, [bad], MalformedChangeError)
+        assert "-2^63..2^64-1" in message
+    fine = Origin("peer", peer.key).change([*CREATE, Op("set", ("spec", "n"), -(2**63))])
+    store.apply_remote([fine.envelope])
+    state = store.get_state("Pod", "web")
+    assert state is not None and state.fields[("spec", "n")] == -(2**63)
+
+
 def test_a_bad_signature_is_refused(store: Store, peer: Origin) -> None:
     c = peer.change(CREATE)
     forged = cbor2.dumps([c.body, Ed25519PrivateKey.generate().sign(c.body), None])
