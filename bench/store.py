@@ -79,9 +79,11 @@ from store import (  # noqa: E402
     Rules,
     Store,
     _change,
+    _fold,
     make_change,
 )
 from store._change import use_native  # noqa: E402
+from store._fold import use_native_fold  # noqa: E402
 from store.db import CATCHUP_CHUNK_BYTES  # noqa: E402
 
 RULES: Rules = KIND_RULES  # the product's own ownership rules
@@ -565,6 +567,7 @@ def machine() -> dict[str, Any]:
         "lmdb": ".".join(map(str, lmdb.version())),
         "py_lmdb": lmdb.__version__,
         "change_decoder": "C (store/_cchange.c)" if _change._native else "Python (reference)",
+        "fold": "C (store/_cchange.c)" if _fold._native_fold else "Python (reference)",
     }
 
 
@@ -575,7 +578,8 @@ def show(report: Report, facts: dict[str, Any], where: str, elapsed: float, *, q
     sizes = ", ".join(f"{k}={v:,}" for k, v in report.sizes.items())
     footer = [
         f"machine: {describe_machine(facts)}, LMDB {facts['lmdb']} (py-lmdb "
-        f"{facts['py_lmdb']}); changes decoded in {facts['change_decoder']}; stores under {where}",
+        f"{facts['py_lmdb']}); changes decoded in {facts['change_decoder']}, folded in "
+        f"{facts['fold']}; stores under {where}",
         f"sizes: {sizes}; took {elapsed:.1f} s",
     ]
     print_table(title, report, footer, judged=not quick)
@@ -599,12 +603,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", help="where to create the temporary stores (default: $TMPDIR)")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     parser.add_argument(
-        "--python-decoder",
+        "--python-only",
         action="store_true",
-        help="decode changes with the Python reference alone, not the C decoder",
+        help="decode and fold changes with the Python reference alone, not store/_cchange.c",
     )
     args = parser.parse_args(argv)
-    use_native(not args.python_decoder)
+    use_native(not args.python_only)
+    use_native_fold(not args.python_only)
     sizes = QUICK if args.quick else Sizes()
     t0 = time.perf_counter()
     if not args.json:

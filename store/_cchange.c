@@ -1,5 +1,6 @@
-/* Decoding a change's envelope in one pass, for the common shape (store/_change.py is the
- * reference, and the only place that refuses anything).
+/* The two steps every received change takes, in C for the common case: decoding its envelope
+ * (store/_change.py is the reference, and the only place that refuses anything) and folding
+ * it into its object (store/_fold.py is the reference; see "The fold" below).
  *
  * Theory of operation. `decode(envelope)` reads the bytes of an envelope straight into a
  * `Change`, doing in one pass what the reference does with two DAG-CBOR decodes, a re-encode
@@ -31,6 +32,7 @@
 
 #include <structmember.h>
 
+#include <limits.h>
 #include <math.h>
 #include <openssl/sha.h>
 #include <stdint.h>
@@ -491,6 +493,31 @@ static int keep(PyObject **slot, PyObject *value) {
     return 0;
 }
 
+/* Where each of `names`, the type's slots in declaration order, lives in its objects. */
+static int slot_offsets(PyObject *type, const char *const *names, int n, Py_ssize_t *out) {
+    PyTypeObject *t = (PyTypeObject *)type;
+    PyObject *slots = PyObject_GetAttrString(type, "__slots__");
+    if (slots == NULL) return -1;
+    int same_slots = PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == n;
+    for (int i = 0; same_slots && i < n; i++)
+        same_slots = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(slots, i), names[i]) == 0;
+    Py_DECREF(slots);
+    if (!same_slots || t->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%R does not have the slots this module fills in", type);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyDict_GetItemString(t->tp_dict, names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%R.%s is not a plain slot", type, names[i]);
+            return -1;
+        }
+        out[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
 /* configure(change, op, change_id, hlc, good_ids, good_managers, known_paths, max_bytes,
  *           max_ops, max_counter): the reference's types, memos and limits. */
 static PyObject *configure(PyObject *self, PyObject *args) {
@@ -509,26 +536,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    PyTypeObject *change = (PyTypeObject *)types[0];
-    PyObject *slots = PyObject_GetAttrString(types[0], "__slots__");
-    if (slots == NULL) return NULL;
-    int same = PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == N_FIELDS;
-    for (int i = 0; same && i < N_FIELDS; i++)
-        same = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(slots, i), FIELDS[i]) == 0;
-    Py_DECREF(slots);
-    if (!same || change->tp_itemsize != 0) {
-        PyErr_Format(PyExc_TypeError, "%R does not have the slots this module fills in", change);
-        return NULL;
-    }
-    for (int i = 0; i < N_FIELDS; i++) {
-        PyObject *d = PyDict_GetItemString(change->tp_dict, FIELDS[i]);
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
-            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "%R.%s is not a plain slot", change, FIELDS[i]);
-            return NULL;
-        }
-        offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
-    }
+    if (slot_offsets(types[0], FIELDS, N_FIELDS, offsets) < 0) return NULL;
     if (cache == NULL && (cache = calloc(CACHE_SLOTS, sizeof *cache)) == NULL)
         return PyErr_NoMemory();
     cache_clear();
@@ -545,11 +553,355 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ---- The fold: a change applied to an object's state -----------------------------------
+ *
+ * `fold(state, changes, start, owners, hprefix, history)` applies changes[start:] to `state`
+ * in place as store/_fold.py's `apply_change` does (the reference), for the common case: no
+ * field of the object transferred or shared, every op a `set` or `new` its manager owns by
+ * the kind's rules (owners already in the rules' memo, `owners`; a templated owner such as
+ * ``node:{assignment.node}`` is resolved by the reference's `resolve`). For each change it
+ * appends to `history` what the store writes: (history key, packed HistoryEntry). It stops at
+ * the first change it does not take, before touching anything of it, and returns its index:
+ * the caller applies that one with the reference and calls again for the rest. */
+
+static const char *const STATE_FIELDS[] = {
+    "kind", "name", "exists", "fields", "writers", "transfers", "shares", "revision",
+    "last_key", "order", "rows", "slot", "dirty",
+};
+enum { S_NAME = 1, S_EXISTS, S_FIELDS, S_WRITERS, S_TRANSFERS, S_SHARES, S_REVISION, S_LAST };
+#define N_STATE ((int)(sizeof STATE_FIELDS / sizeof STATE_FIELDS[0]))
+#define S_DIRTY 12
+static Py_ssize_t state_offsets[N_STATE];
+static PyObject *state_type, *resolve_fn;
+
+/* Change's slots the fold reads (indices in FIELDS). */
+enum { C_ORIGIN = 0, C_SEQ = 1, C_HLC = 5, C_AUTHOR = 6, C_MANAGER = 7, C_OPS = 8, C_SEEN = 9 };
+enum { C_ID = 16, C_SORT_KEY = 17 };
+
+#define SLOT_OF(obj, offsets, i) (*(PyObject **)((char *)(obj) + (offsets)[i]))
+#define CHANGE_SLOT(obj, i) SLOT_OF(obj, offsets, i)
+#define STATE_SLOT(obj, i) SLOT_OF(obj, state_offsets, i)
+
+/* Replaces a slot's value (a new reference is stolen). */
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    Py_XSETREF(*slot, value);
+}
+
+/* msgpack, as msgpack-python's Packer writes these types: shortest headers. */
+typedef struct {
+    unsigned char *data;
+    size_t len, cap;
+    unsigned char inline_[512];
+} Buf;
+
+static int grow(Buf *b, size_t more) {
+    if (b->len + more <= b->cap) return 0;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + more) cap *= 2;
+    unsigned char *data = b->data == b->inline_ ? PyMem_Malloc(cap) : PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (b->data == b->inline_) memcpy(data, b->inline_, b->len);
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_free(Buf *b) {
+    if (b->data != b->inline_) PyMem_Free(b->data);
+}
+
+static int put_bytes(Buf *b, const void *s, size_t n) {
+    if (grow(b, n) < 0) return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_be(Buf *b, unsigned char tag, uint64_t v, int n) {
+    unsigned char out[9];
+    int at = 0;
+    if (tag) out[at++] = tag;
+    for (int i = n - 1; i >= 0; i--) out[at++] = (unsigned char)(v >> (8 * i));
+    return put_bytes(b, out, (size_t)at);
+}
+
+static int pack_uint(Buf *b, uint64_t v) {
+    if (v < 0x80) return put_be(b, 0, v, 1);
+    if (v < 0x100) return put_be(b, 0xcc, v, 1);
+    if (v < 0x10000) return put_be(b, 0xcd, v, 2);
+    if (v < 0x100000000ULL) return put_be(b, 0xce, v, 4);
+    return put_be(b, 0xcf, v, 8);
+}
+
+static int pack_str_head(Buf *b, size_t n) {
+    if (n < 32) return put_be(b, 0, 0xa0 | n, 1);
+    if (n < 0x100) return put_be(b, 0xd9, n, 1);
+    if (n < 0x10000) return put_be(b, 0xda, n, 2);
+    return put_be(b, 0xdb, n, 4);
+}
+
+static int pack_array(Buf *b, size_t n) {
+    if (n < 16) return put_be(b, 0, 0x90 | n, 1);
+    if (n < 0x10000) return put_be(b, 0xdc, n, 2);
+    return put_be(b, 0xdd, n, 4);
+}
+
+static int pack_str(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL || pack_str_head(b, (size_t)n) < 0) return -1;
+    return put_bytes(b, u, (size_t)n);
+}
+
+/* A path as its stored key: keys joined by NUL (store/_fold.py `_joined`), as a msgpack str. */
+static int pack_path(Buf *b, PyObject *path) {
+    Py_ssize_t n = PyTuple_GET_SIZE(path), size = n > 0 ? n - 1 : 0, len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(path, i), &len) == NULL) return -1;
+        size += len;
+    }
+    if (pack_str_head(b, (size_t)size) < 0) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *u = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(path, i), &len);
+        if ((i > 0 && put_bytes(b, "", 1) < 0) || put_bytes(b, u, (size_t)len) < 0) return -1;
+    }
+    return 0;
+}
+
+/* An int slot of a tuple as uint64, or -1 (exception set). */
+static int as_u64(PyObject *v, uint64_t *out) {
+    *out = PyLong_AsUnsignedLongLong(v);
+    return *out == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Whether two objects are the same str (two str compare without failing). */
+static int same(PyObject *a, PyObject *b) {
+    return a == b || (PyUnicode_Check(a) && PyUnicode_Check(b) && PyUnicode_Compare(a, b) == 0);
+}
+
+/* Whether the reference would find `change` plainly allowed (store/_fold.py
+ * `_plainly_allowed`): 1, 0, or -1 on an error. */
+static int plainly_allowed(PyObject *state, PyObject *ops, PyObject *manager, PyObject *owners) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ops); i++) {
+        PyObject *op = PyTuple_GET_ITEM(ops, i);
+        PyObject *name = PyTuple_GET_ITEM(op, 0);
+        if (name != str_set && name != str_new && !same(name, str_set) && !same(name, str_new))
+            return 0;
+        PyObject *owner = PyDict_GetItemWithError(owners, PyTuple_GET_ITEM(op, 1));
+        if (owner == NULL) return PyErr_Occurred() ? -1 : 0; /* not in the memo yet */
+        if (!PyUnicode_Check(owner) || !PyUnicode_Check(manager)) return 0;
+        if (same(owner, manager)) continue;
+        if (PyUnicode_FindChar(owner, '{', 0, PyUnicode_GET_LENGTH(owner), 1) < 0) return 0;
+        PyObject *args[] = {owner, STATE_SLOT(state, S_NAME), STATE_SLOT(state, S_FIELDS)};
+        PyObject *resolved = PyObject_Vectorcall(resolve_fn, args, 3, NULL);
+        if (resolved == NULL) return -1;
+        int ok = PyUnicode_Check(resolved) && same(resolved, manager);
+        Py_DECREF(resolved);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* Marks `path` written by `me`, recording a conflict when its writer was neither `me` nor
+ * what the change saw (store/_fold.py `apply_change`). */
+static int overwrite(PyObject *path, PyObject *me, PyObject *seen, PyObject *writers,
+                     PyObject *conflicts) {
+    PyObject *prev = PyDict_GetItemWithError(writers, path);
+    if (prev == NULL && PyErr_Occurred()) return -1;
+    if (prev != NULL) {
+        int differs = PyObject_RichCompareBool(prev, me, Py_NE);
+        if (differs < 0) return -1;
+        if (differs) {
+            PyObject *saw = PyDict_GetItemWithError(seen, path);
+            if (saw == NULL && PyErr_Occurred()) return -1;
+            int unseen = saw == NULL ? 1 : PyObject_RichCompareBool(prev, saw, Py_NE);
+            if (unseen < 0) return -1;
+            if (unseen && PyDict_SetDefault(conflicts, path, prev) == NULL) return -1;
+        }
+    }
+    return PyDict_SetItem(writers, path, me);
+}
+
+/* 1: folded; 0: left to the reference (nothing touched); -1: error. */
+static int fold_one(PyObject *state, PyObject *c, PyObject *owners, PyObject *hprefix,
+                    PyObject *history) {
+    PyObject *ops = CHANGE_SLOT(c, C_OPS), *seen = CHANGE_SLOT(c, C_SEEN);
+    PyObject *manager = CHANGE_SLOT(c, C_MANAGER), *key = CHANGE_SLOT(c, C_SORT_KEY);
+    PyObject *hlc = CHANGE_SLOT(c, C_HLC), *me = CHANGE_SLOT(c, C_ID);
+    PyObject *fields = STATE_SLOT(state, S_FIELDS), *writers = STATE_SLOT(state, S_WRITERS);
+    PyObject *dirty = STATE_SLOT(state, S_DIRTY), *last = STATE_SLOT(state, S_LAST);
+    PyObject *transfers = STATE_SLOT(state, S_TRANSFERS), *shares = STATE_SLOT(state, S_SHARES);
+    if (!PyTuple_CheckExact(ops) || PyTuple_GET_SIZE(ops) < 1 || !PyDict_CheckExact(seen) ||
+        !PyDict_CheckExact(fields) || !PyDict_CheckExact(writers) || !PyList_CheckExact(dirty) ||
+        !PyDict_CheckExact(transfers) || !PyDict_CheckExact(shares) ||
+        !PyLong_CheckExact(STATE_SLOT(state, S_REVISION)))
+        return 0;
+    if (PyDict_GET_SIZE(transfers) || PyDict_GET_SIZE(shares)) return 0; /* the reference's */
+    if (last != Py_None) {
+        int before = PyObject_RichCompareBool(key, last, Py_LE);
+        if (before != 0) return before < 0 ? -1 : 0; /* out of fold order: the reference raises */
+    }
+    Py_ssize_t n_ops = PyTuple_GET_SIZE(ops);
+    for (Py_ssize_t i = 0; i < n_ops; i++) {
+        PyObject *op = PyTuple_GET_ITEM(ops, i);
+        if (!PyTuple_Check(op) || PyTuple_GET_SIZE(op) != 3 ||
+            !PyTuple_CheckExact(PyTuple_GET_ITEM(op, 1)))
+            return 0;
+    }
+    if (!PyTuple_Check(hlc) || PyTuple_GET_SIZE(hlc) != 2) return 0;
+    uint64_t seq, wall, counter;
+    if (as_u64(CHANGE_SLOT(c, C_SEQ), &seq) < 0 || as_u64(PyTuple_GET_ITEM(hlc, 0), &wall) < 0 ||
+        as_u64(PyTuple_GET_ITEM(hlc, 1), &counter) < 0 || counter > 0xffffffffULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long revision_v = PyLong_AsLongLong(STATE_SLOT(state, S_REVISION));
+    if (revision_v < 0 || revision_v == LLONG_MAX) {
+        PyErr_Clear();
+        return 0;
+    }
+    int allowed = plainly_allowed(state, ops, manager, owners);
+    if (allowed <= 0) return allowed;
+
+    /* From here on the change is applied: errors are the machine's (memory), not the input's. */
+    int rc = -1;
+    long flags = 0;
+    PyObject *touched = NULL, *conflicts = NULL, *record = NULL, *hkey = NULL, *pair = NULL;
+    Buf b = {0};
+    b.data = b.inline_;
+    b.cap = sizeof b.inline_;
+
+    PyObject *revision = PyLong_FromLongLong(revision_v + 1);
+    if (revision == NULL) goto done;
+    set_slot(state, state_offsets[S_REVISION], revision);
+    set_slot(state, state_offsets[S_LAST], Py_NewRef(key));
+    if ((touched = PyDict_New()) == NULL || (conflicts = PyDict_New()) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n_ops; i++) {
+        PyObject *op = PyTuple_GET_ITEM(ops, i);
+        PyObject *name = PyTuple_GET_ITEM(op, 0), *path = PyTuple_GET_ITEM(op, 1);
+        if (PyDict_SetDefault(touched, path, Py_None) == NULL) goto done;
+        if (same(name, str_set)) {
+            if (overwrite(path, me, seen, writers, conflicts) < 0) goto done;
+            if (PyDict_SetItem(fields, path, PyTuple_GET_ITEM(op, 2)) < 0) goto done;
+        } else { /* new: the object exists, written at its root */
+            set_slot(state, state_offsets[S_EXISTS], Py_NewRef(Py_True));
+            flags |= 1; /* CREATED */
+            path = PyTuple_GET_ITEM(op, 1); /* () */
+            if (overwrite(path, me, seen, writers, conflicts) < 0) goto done;
+            if (PyDict_DelItem(fields, path) < 0) {
+                if (!PyErr_ExceptionMatches(PyExc_KeyError)) goto done;
+                PyErr_Clear();
+            }
+        }
+        if (PyList_Append(dirty, path) < 0) goto done;
+    }
+
+    /* [origin, seq, wall, counter, author, manager, [path key], conflicts, [], flags] */
+    if (pack_array(&b, 10) < 0 || pack_str(&b, CHANGE_SLOT(c, C_ORIGIN)) < 0 ||
+        pack_uint(&b, seq) < 0 || pack_uint(&b, wall) < 0 || pack_uint(&b, counter) < 0 ||
+        pack_str(&b, CHANGE_SLOT(c, C_AUTHOR)) < 0 || pack_str(&b, manager) < 0 ||
+        pack_array(&b, (size_t)PyDict_GET_SIZE(touched)) < 0)
+        goto done;
+    Py_ssize_t pos = 0;
+    PyObject *path, *writer;
+    while (PyDict_Next(touched, &pos, &path, &writer))
+        if (pack_path(&b, path) < 0) goto done;
+    if (pack_array(&b, (size_t)PyDict_GET_SIZE(conflicts)) < 0) goto done;
+    pos = 0;
+    while (PyDict_Next(conflicts, &pos, &path, &writer)) {
+        uint64_t wseq;
+        if (!PyTuple_Check(writer) || PyTuple_GET_SIZE(writer) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a writer is a ChangeId");
+            goto done;
+        }
+        if (pack_array(&b, 3) < 0 || pack_path(&b, path) < 0 ||
+            pack_str(&b, PyTuple_GET_ITEM(writer, 0)) < 0 ||
+            as_u64(PyTuple_GET_ITEM(writer, 1), &wseq) < 0 || pack_uint(&b, wseq) < 0)
+            goto done;
+    }
+    if (pack_array(&b, 0) < 0 || pack_uint(&b, (uint64_t)flags) < 0) goto done;
+    if ((record = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len)) == NULL)
+        goto done;
+
+    /* hprefix, wall (8 bytes BE), counter (4), origin, NUL, seq (8): store/_keyspace.py */
+    b.len = 0;
+    Py_ssize_t origin_len;
+    const char *origin = PyUnicode_AsUTF8AndSize(CHANGE_SLOT(c, C_ORIGIN), &origin_len);
+    size_t prefix_len = (size_t)PyBytes_GET_SIZE(hprefix);
+    if (origin == NULL || put_bytes(&b, PyBytes_AS_STRING(hprefix), prefix_len) < 0 ||
+        put_be(&b, 0, wall, 8) < 0 || put_be(&b, 0, counter, 4) < 0 ||
+        put_bytes(&b, origin, (size_t)origin_len) < 0 || put_bytes(&b, "", 1) < 0 ||
+        put_be(&b, 0, seq, 8) < 0)
+        goto done;
+    if ((hkey = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len)) == NULL)
+        goto done;
+    if ((pair = PyTuple_Pack(2, hkey, record)) == NULL || PyList_Append(history, pair) < 0)
+        goto done;
+    rc = 1;
+done:
+    buf_free(&b);
+    Py_XDECREF(touched);
+    Py_XDECREF(conflicts);
+    Py_XDECREF(record);
+    Py_XDECREF(hkey);
+    Py_XDECREF(pair);
+    return rc;
+}
+
+/* fold(state, changes, start, owners, hprefix, history) -> index of the first change left */
+static PyObject *fold(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (state_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "store._cchange.configure_fold() was not called");
+        return NULL;
+    }
+    if (nargs != 6 || !Py_IS_TYPE(args[0], (PyTypeObject *)state_type) ||
+        !PyList_CheckExact(args[1]) || !PyLong_Check(args[2]) || !PyDict_CheckExact(args[3]) ||
+        !PyBytes_CheckExact(args[4]) || !PyList_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fold(state: ObjectState, changes: list, start: int, owners: dict, "
+                        "hprefix: bytes, history: list)");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
+    if (i < 0) return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(i);
+    for (; i < PyList_GET_SIZE(args[1]); i++) {
+        PyObject *c = PyList_GET_ITEM(args[1], i);
+        if (!Py_IS_TYPE(c, (PyTypeObject *)change_type)) break;
+        Py_INCREF(c);
+        int rc = fold_one(args[0], c, args[3], args[4], args[5]);
+        Py_DECREF(c);
+        if (rc < 0) return NULL;
+        if (rc == 0) break;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+/* configure_fold(object_state, resolve) */
+static PyObject *configure_fold(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *type, *resolve;
+    if (!PyArg_ParseTuple(args, "O!O:configure_fold", &PyType_Type, &type, &resolve)) return NULL;
+    if (slot_offsets(type, STATE_FIELDS, N_STATE, state_offsets) < 0) return NULL;
+    keep(&state_type, type);
+    keep(&resolve_fn, resolve);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_O,
      "decode(envelope: bytes) -> Change | None: the change, or None where the reference "
      "(store._change) must decide."},
     {"configure", configure, METH_VARARGS, "Hand over the reference's types, memos and limits."},
+    {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
+     "fold(state, changes, start, owners, hprefix, history) -> int: apply changes[start:] "
+     "until one the reference (store._fold.apply_change) must apply; its index."},
+    {"configure_fold", configure_fold, METH_VARARGS, "Hand over ObjectState and resolve."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,6 +34,7 @@ import msgpack
 
 from store._change import Change, ChangeId, SortKey
 from store._hlc import Hlc
+from store._keyspace import history_key
 from store._ownership import KindRules, Owners, Refusal, resolve, rule_owner, rule_owners
 from store._path import Leaf, Path, format_path, is_under, same_leaf, unflatten
 
@@ -367,6 +368,57 @@ def _plainly_allowed(state: ObjectState, change: Change, rules: KindRules) -> bo
         if owner != manager and resolve(owner, state.name, state.fields) != manager:
             return False
     return True
+
+
+def fold_records(
+    state: ObjectState,
+    changes: list[Change],
+    rules: KindRules,
+    hprefix: bytes,
+    records: list[tuple[bytes, bytes]],
+) -> None:
+    """Apply `changes` (in fold order, after what `state` holds) to `state` in place, adding
+    to `records` what the store writes for each: (history key, encoded `HistoryEntry`).
+
+    The C fold (store/_cchange.c) takes the common case, changes whose every op is a set or
+    new its manager owns by the kind's rules on an object nothing of which is transferred or
+    shared, and stops before any other change, which `apply_change` applies; this loop is
+    the only place that mixes the two."""
+    native = _native_fold
+    at, n = 0, len(changes)
+    while at < n:
+        if native is not None:
+            at = native(state, changes, at, rule_owners(rules), hprefix, records)
+            if at >= n:
+                break
+        c = changes[at]
+        records.append((history_key(hprefix, c), apply_change(state, c, rules).encode()))
+        at += 1
+
+
+def _load_native_fold() -> NativeFold | None:
+    try:
+        import store._cchange as native  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return None
+    native.configure_fold(ObjectState, resolve)
+    step: NativeFold = native.fold
+    return step
+
+
+NativeFold = Callable[
+    [ObjectState, list[Change], int, Mapping[Path, str], bytes, list[tuple[bytes, bytes]]], int
+]
+_BUILT_FOLD = _load_native_fold()
+_native_fold = _BUILT_FOLD
+
+
+def use_native_fold(on: bool) -> bool:
+    """Let `fold_records` use the C fold, if it was built (the default), or not (the Python
+    reference alone); returns whether it now does."""
+    global _native_fold  # noqa: PLW0603
+    _native_fold = _BUILT_FOLD if on else None
+    return _native_fold is not None
 
 
 def fold(

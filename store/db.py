@@ -55,6 +55,7 @@ from store._fold import (
     HistoryEntry,
     ObjectState,
     apply_change,
+    fold_records,
     history_records,
     leaves_changed,
     view,
@@ -673,10 +674,7 @@ class Store:
             self._cache.keep(okey, state)
             incoming = sorted([*old, *incoming], key=_SORT_KEY)
             again = 1
-        hprefix = okey + b"\0"
-        add = history.append
-        for c in incoming:
-            add((history_key(hprefix, c), apply_change(state, c, rules).encode()))
+        fold_records(state, incoming, rules, okey + b"\0", history)
         return state, again
 
     # --- reads -------------------------------------------------------------------------------

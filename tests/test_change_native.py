@@ -13,6 +13,7 @@ import gc
 import tracemalloc
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -334,3 +335,14 @@ def test_a_manager_is_not_taken_for_an_id_the_reference_would_refuse(
     named = rewrapped(good.envelope, lambda b: b.replace(b"cweb", b"gnode:n1"), author_sig=None)
     assert cbor2.loads(cbor2.loads(named)[0])[5] == "node:n1"
     assert agrees(native, named) is None
+
+
+def test_the_c_module_in_use_was_built_from_its_current_source() -> None:
+    require(_change.NATIVE_DECODER, "the C decoder store/_cchange.c was not built (no C compiler?)")
+    import store._cchange as built  # type: ignore[import-not-found]
+
+    source = Path(_change.__file__).with_name("_cchange.c")
+    if source.exists():  # an install from source: an edit not built since would go unseen
+        assert Path(built.__file__).stat().st_mtime >= source.stat().st_mtime, (
+            "store/_cchange.c changed since it was built: run `make install`"
+        )
