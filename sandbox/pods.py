@@ -309,9 +309,10 @@ class Sandbox:
     def _remove_sandbox(self, pod: str, ns_path: str | None) -> None:
         if ns_path is not None:
             netns.remove(os.path.basename(ns_path))
-        shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
         self.ids.release(pod)
         self.ports.release(pod)
+        # Last: a pod's directory gone means all of it is (its ids and host ports free again).
+        shutil.rmtree(self._pod_dir(pod), ignore_errors=True)
         if not self.pods():  # the runtimes' empty state directories go with the last pod
             for d in sorted(self.runtime_root.glob("*"), reverse=True):
                 with contextlib.suppress(OSError):
