@@ -560,7 +560,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
  * in place as store/_fold.py's `apply_change` does (the reference), for the common case: no
  * field of the object transferred or shared, every op a `set` or `new` its manager owns by
  * the kind's rules (owners already in the rules' memo, `owners`; a templated owner such as
- * ``node:{assignment.node}`` is resolved by the reference's `resolve`). For each change it
+ * ``node:{assignment.node}`` is filled in from the object's fields). For each change it
  * appends to `history` what the store writes: (history key, packed HistoryEntry). It stops at
  * the first change it does not take, before touching anything of it, and returns its index:
  * the caller applies that one with the reference and calls again for the rest. */
@@ -573,7 +573,7 @@ enum { S_NAME = 1, S_EXISTS, S_FIELDS, S_WRITERS, S_TRANSFERS, S_SHARES, S_REVIS
 #define N_STATE ((int)(sizeof STATE_FIELDS / sizeof STATE_FIELDS[0]))
 #define S_DIRTY 12
 static Py_ssize_t state_offsets[N_STATE];
-static PyObject *state_type, *resolve_fn;
+static PyObject *state_type, *compile_fn, *templates;
 
 /* Change's slots the fold reads (indices in FIELDS). */
 enum { C_ORIGIN = 0, C_SEQ = 1, C_HLC = 5, C_AUTHOR = 6, C_MANAGER = 7, C_OPS = 8, C_SEEN = 9 };
@@ -684,6 +684,47 @@ static int same(PyObject *a, PyObject *b) {
     return a == b || (PyUnicode_Check(a) && PyUnicode_Check(b) && PyUnicode_Compare(a, b) == 0);
 }
 
+/* Whether a templated owner of the common shape, ``literal{field.path}`` such as
+ * ``node:{assignment.node}``, names `manager` given the object's fields: 1 yes, 0 (left to the
+ * reference: other shapes, or not this manager), -1 error. The shape comes from the
+ * reference's own parse (store/_ownership.py `_compiled`), asked once per owner. */
+static int owned_by_template(PyObject *owner, PyObject *fields, PyObject *manager) {
+    PyObject *shape = PyDict_GetItemWithError(templates, owner);
+    if (shape == NULL) {
+        if (PyErr_Occurred()) return -1;
+        PyObject *parts = PyObject_CallOneArg(compile_fn, owner);
+        if (parts == NULL) return -1;
+        shape = Py_None;
+        if (PyTuple_Check(parts) && PyTuple_GET_SIZE(parts) == 1) {
+            PyObject *part = PyTuple_GET_ITEM(parts, 0);
+            if (PyTuple_Check(part) && PyTuple_GET_SIZE(part) == 2 &&
+                PyUnicode_CheckExact(PyTuple_GET_ITEM(part, 0)) &&
+                PyTuple_CheckExact(PyTuple_GET_ITEM(part, 1))) {
+                PyObject *ref = PyTuple_GET_ITEM(part, 1);
+                PyObject *first = PyTuple_GET_SIZE(ref) == 1 ? PyTuple_GET_ITEM(ref, 0) : NULL;
+                int by_name = first != NULL && PyUnicode_Check(first) &&
+                              PyUnicode_CompareWithASCIIString(first, "name") == 0;
+                if (!by_name) shape = part;
+            }
+        }
+        if (PyDict_GET_SIZE(templates) > 1024) PyDict_Clear(templates);
+        int rc = PyDict_SetItem(templates, owner, shape);
+        Py_DECREF(parts); /* `shape`, if a part, is held by `templates` now */
+        if (rc < 0) return -1;
+        shape = PyDict_GetItemWithError(templates, owner);
+        if (shape == NULL) return PyErr_Occurred() ? -1 : 0;
+    }
+    if (shape == Py_None) return 0;
+    PyObject *value = PyDict_GetItemWithError(fields, PyTuple_GET_ITEM(shape, 1));
+    if (value == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyUnicode_CheckExact(value) || PyUnicode_GET_LENGTH(value) == 0) return 0;
+    PyObject *resolved = PyUnicode_Concat(PyTuple_GET_ITEM(shape, 0), value);
+    if (resolved == NULL) return -1;
+    int ok = same(resolved, manager);
+    Py_DECREF(resolved);
+    return ok;
+}
+
 /* Whether the reference would find `change` plainly allowed (store/_fold.py
  * `_plainly_allowed`): 1, 0, or -1 on an error. */
 static int plainly_allowed(PyObject *state, PyObject *ops, PyObject *manager, PyObject *owners) {
@@ -697,12 +738,8 @@ static int plainly_allowed(PyObject *state, PyObject *ops, PyObject *manager, Py
         if (!PyUnicode_Check(owner) || !PyUnicode_Check(manager)) return 0;
         if (same(owner, manager)) continue;
         if (PyUnicode_FindChar(owner, '{', 0, PyUnicode_GET_LENGTH(owner), 1) < 0) return 0;
-        PyObject *args[] = {owner, STATE_SLOT(state, S_NAME), STATE_SLOT(state, S_FIELDS)};
-        PyObject *resolved = PyObject_Vectorcall(resolve_fn, args, 3, NULL);
-        if (resolved == NULL) return -1;
-        int ok = PyUnicode_Check(resolved) && same(resolved, manager);
-        Py_DECREF(resolved);
-        if (!ok) return 0;
+        int ok = owned_by_template(owner, STATE_SLOT(state, S_FIELDS), manager);
+        if (ok <= 0) return ok;
     }
     return 1;
 }
@@ -882,15 +919,214 @@ static PyObject *fold(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return PyLong_FromSsize_t(i);
 }
 
-/* configure_fold(object_state, resolve) */
+/* configure_fold(object_state, compile): ObjectState, and store/_ownership.py `_compiled` */
 static PyObject *configure_fold(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *type, *resolve;
-    if (!PyArg_ParseTuple(args, "O!O:configure_fold", &PyType_Type, &type, &resolve)) return NULL;
+    PyObject *type, *compile;
+    if (!PyArg_ParseTuple(args, "O!O:configure_fold", &PyType_Type, &type, &compile)) return NULL;
     if (slot_offsets(type, STATE_FIELDS, N_STATE, state_offsets) < 0) return NULL;
+    PyObject *fresh = PyDict_New();
+    if (fresh == NULL) return NULL;
+    Py_XSETREF(templates, fresh);
     keep(&state_type, type);
-    keep(&resolve_fn, resolve);
+    keep(&compile_fn, compile);
     Py_RETURN_NONE;
+}
+
+/* ---- An object's state encoded (store/_fold.py `ObjectState.encode` is the reference) ----
+ *
+ * `encode_state(state)` does what `ObjectState.encode` does when no new path was written
+ * since the last encode (the rows keep their order) and nothing is transferred or shared:
+ * it packs again the rows of the paths written since (`dirty`), stores them in `rows`, clears
+ * `dirty`, and returns the whole record. Otherwise, or for a value it does not pack (a tuple,
+ * an int subclass, an integer msgpack cannot hold), it returns None before changing anything,
+ * and the reference encodes. */
+
+enum { S_KIND = 0, S_ORDER = 9, S_ROWS = 10, S_SLOT = 11 };
+
+static int pack_leaf(Buf *b, PyObject *v, int depth) {
+    if (v == Py_None) return put_be(b, 0, 0xc0, 1);
+    if (v == Py_True) return put_be(b, 0, 0xc3, 1);
+    if (v == Py_False) return put_be(b, 0, 0xc2, 1);
+    if (PyUnicode_CheckExact(v)) return pack_str(b, v);
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow > 0) {
+            uint64_t u = PyLong_AsUnsignedLongLong(v);
+            if (u == (uint64_t)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 1; /* beyond 64 bits: the reference's to refuse */
+            }
+            return pack_uint(b, u);
+        }
+        if (overflow < 0) return 1;
+        if (n == -1 && PyErr_Occurred()) return -1;
+        if (n >= 0) return pack_uint(b, (uint64_t)n);
+        if (n >= -32) return put_be(b, 0, (uint64_t)n & 0xff, 1);
+        if (n >= -128) return put_be(b, 0xd0, (uint64_t)n, 1);
+        if (n >= -32768) return put_be(b, 0xd1, (uint64_t)n, 2);
+        if (n >= -2147483648LL) return put_be(b, 0xd2, (uint64_t)n, 4);
+        return put_be(b, 0xd3, (uint64_t)n, 8);
+    }
+    if (PyFloat_CheckExact(v)) {
+        double d = PyFloat_AS_DOUBLE(v);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        return put_be(b, 0xcb, bits, 8);
+    }
+    if (PyList_CheckExact(v) && depth < MAX_DEPTH) {
+        Py_ssize_t n = PyList_GET_SIZE(v);
+        if (pack_array(b, (size_t)n) < 0) return -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int rc = pack_leaf(b, PyList_GET_ITEM(v, i), depth + 1);
+            if (rc != 0) return rc;
+        }
+        return 0;
+    }
+    return 1; /* not a type this file packs */
+}
+
+/* [path key, writer origin, writer seq(, value)]: 0, 1 (left to the reference) or -1. */
+static int pack_row(Buf *b, PyObject *path, PyObject *writers, PyObject *fields) {
+    PyObject *w = PyDict_GetItemWithError(writers, path);
+    if (w == NULL) return PyErr_Occurred() ? -1 : 1;
+    if (!PyTuple_Check(w) || PyTuple_GET_SIZE(w) != 2 ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(w, 0)))
+        return 1;
+    PyObject *value = PyDict_GetItemWithError(fields, path);
+    if (value == NULL && PyErr_Occurred()) return -1;
+    uint64_t seq;
+    if (as_u64(PyTuple_GET_ITEM(w, 1), &seq) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    if (pack_array(b, value == NULL ? 3 : 4) < 0 || pack_path(b, path) < 0 ||
+        pack_str(b, PyTuple_GET_ITEM(w, 0)) < 0 || pack_uint(b, seq) < 0)
+        return -1;
+    return value == NULL ? 0 : pack_leaf(b, value, 0);
+}
+
+static PyObject *encode_state(PyObject *self, PyObject *state) {
+    (void)self;
+    if (state_type == NULL || !Py_IS_TYPE(state, (PyTypeObject *)state_type)) {
+        PyErr_SetString(PyExc_TypeError, "encode_state(state: ObjectState)");
+        return NULL;
+    }
+    PyObject *order = STATE_SLOT(state, S_ORDER), *rows = STATE_SLOT(state, S_ROWS);
+    PyObject *slot = STATE_SLOT(state, S_SLOT), *dirty = STATE_SLOT(state, S_DIRTY);
+    PyObject *writers = STATE_SLOT(state, S_WRITERS), *fields = STATE_SLOT(state, S_FIELDS);
+    PyObject *transfers = STATE_SLOT(state, S_TRANSFERS), *shares = STATE_SLOT(state, S_SHARES);
+    PyObject *last = STATE_SLOT(state, S_LAST), *exists = STATE_SLOT(state, S_EXISTS);
+    if (!PyList_CheckExact(order) || !PyList_CheckExact(rows) || !PyDict_CheckExact(slot) ||
+        !PyList_CheckExact(dirty) || !PyDict_CheckExact(writers) || !PyDict_CheckExact(fields) ||
+        !PyDict_CheckExact(transfers) || !PyDict_CheckExact(shares) ||
+        PyList_GET_SIZE(order) != PyDict_GET_SIZE(writers) ||
+        PyList_GET_SIZE(rows) != PyList_GET_SIZE(order) || PyDict_GET_SIZE(transfers) ||
+        PyDict_GET_SIZE(shares) || (exists != Py_True && exists != Py_False) ||
+        !PyUnicode_CheckExact(STATE_SLOT(state, S_KIND)) ||
+        !PyUnicode_CheckExact(STATE_SLOT(state, S_NAME)))
+        Py_RETURN_NONE;
+    uint64_t revision, wall, counter, seq;
+    if (as_u64(STATE_SLOT(state, S_REVISION), &revision) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (last != Py_None) {
+        if (!PyTuple_CheckExact(last) || PyTuple_GET_SIZE(last) != 4 ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(last, 2)) ||
+            as_u64(PyTuple_GET_ITEM(last, 0), &wall) < 0 ||
+            as_u64(PyTuple_GET_ITEM(last, 1), &counter) < 0 ||
+            as_u64(PyTuple_GET_ITEM(last, 3), &seq) < 0) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    }
+
+    /* The dirty rows, packed again, before anything is changed. */
+    Py_ssize_t n_dirty = PyList_GET_SIZE(dirty);
+    PyObject *fresh = PyList_New(n_dirty), *where = PyList_New(n_dirty), *result = NULL;
+    Py_ssize_t *fresh_at = NULL;
+    Buf b = {0};
+    b.data = b.inline_;
+    b.cap = sizeof b.inline_;
+    if (fresh == NULL || where == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n_dirty; i++) {
+        PyObject *path = PyList_GET_ITEM(dirty, i);
+        PyObject *at = PyDict_GetItemWithError(slot, path);
+        if (at == NULL) {
+            if (PyErr_Occurred()) goto done;
+            result = Py_NewRef(Py_None); /* a path not in order: the reference reorders */
+            goto done;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(at);
+        if (index < 0 || index >= PyList_GET_SIZE(rows)) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        b.len = 0;
+        int rc = pack_row(&b, path, writers, fields);
+        if (rc < 0) goto done;
+        if (rc > 0) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *row = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len);
+        if (row == NULL) goto done;
+        PyList_SET_ITEM(fresh, i, row);
+        PyList_SET_ITEM(where, i, Py_NewRef(at));
+    }
+
+    /* [kind, name, exists, revision, last_key, [row...], transfers [], shares []] */
+    b.len = 0;
+    if (put_be(&b, 0, 0x98, 1) < 0 || pack_str(&b, STATE_SLOT(state, S_KIND)) < 0 ||
+        pack_str(&b, STATE_SLOT(state, S_NAME)) < 0 ||
+        put_be(&b, 0, exists == Py_True ? 0xc3 : 0xc2, 1) < 0 || pack_uint(&b, revision) < 0)
+        goto done;
+    if (last == Py_None) {
+        if (put_be(&b, 0, 0xc0, 1) < 0) goto done;
+    } else if (pack_array(&b, 4) < 0 || pack_uint(&b, wall) < 0 || pack_uint(&b, counter) < 0 ||
+               pack_str(&b, PyTuple_GET_ITEM(last, 2)) < 0 || pack_uint(&b, seq) < 0) {
+        goto done;
+    }
+    Py_ssize_t n_rows = PyList_GET_SIZE(rows);
+    /* which fresh row replaces each row (+1; 0: none): a path listed twice, the last */
+    if ((fresh_at = PyMem_Calloc((size_t)n_rows + 1, sizeof *fresh_at)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < n_dirty; j++)
+        fresh_at[PyLong_AsSsize_t(PyList_GET_ITEM(where, j))] = j + 1;
+    if (pack_array(&b, (size_t)n_rows) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        PyObject *row = fresh_at[i] ? PyList_GET_ITEM(fresh, fresh_at[i] - 1)
+                                    : PyList_GET_ITEM(rows, i);
+        if (!PyBytes_CheckExact(row)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (put_bytes(&b, PyBytes_AS_STRING(row), (size_t)PyBytes_GET_SIZE(row)) < 0) goto done;
+    }
+    if (put_bytes(&b, "\x90\x90", 2) < 0) goto done;
+    if ((result = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len)) == NULL)
+        goto done;
+
+    /* Now the state's caches, as the reference leaves them. */
+    for (Py_ssize_t j = 0; j < n_dirty; j++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(where, j));
+        if (PyList_SetItem(rows, i, Py_NewRef(PyList_GET_ITEM(fresh, j))) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+    if (PyList_SetSlice(dirty, 0, n_dirty, NULL) < 0) Py_CLEAR(result);
+done:
+    buf_free(&b);
+    PyMem_Free(fresh_at);
+    Py_XDECREF(fresh);
+    Py_XDECREF(where);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -901,7 +1137,11 @@ static PyMethodDef methods[] = {
     {"fold", (PyCFunction)(void (*)(void))fold, METH_FASTCALL,
      "fold(state, changes, start, owners, hprefix, history) -> int: apply changes[start:] "
      "until one the reference (store._fold.apply_change) must apply; its index."},
-    {"configure_fold", configure_fold, METH_VARARGS, "Hand over ObjectState and resolve."},
+    {"configure_fold", configure_fold, METH_VARARGS,
+     "Hand over ObjectState and the owner template parser."},
+    {"encode_state", encode_state, METH_O,
+     "encode_state(state) -> bytes | None: ObjectState.encode() for the common case, or None "
+     "where the reference must encode."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -35,7 +35,15 @@ import msgpack
 from store._change import Change, ChangeId, SortKey
 from store._hlc import Hlc
 from store._keyspace import history_key
-from store._ownership import KindRules, Owners, Refusal, resolve, rule_owner, rule_owners
+from store._ownership import (
+    KindRules,
+    Owners,
+    Refusal,
+    _compiled,
+    resolve,
+    rule_owner,
+    rule_owners,
+)
 from store._path import Leaf, Path, format_path, is_under, same_leaf, unflatten
 
 CREATED = 1
@@ -187,8 +195,13 @@ class ObjectState:
         field, ``[path, writer origin, writer seq]`` for a tombstone (the root path ``""`` holds
         the writer of the object's existence). msgpack, not CBOR: this record is internal,
         rewritten on every change, and msgpack encodes it several times faster, deterministically.
-        Only the rows of the paths written since the last encode are packed again.
+        Only the rows of the paths written since the last encode are packed again (in C, by
+        store/_cchange.c, when no path is new and nothing is transferred or shared).
         """
+        if _native_encode is not None:
+            out = _native_encode(self)
+            if out is not None:
+                return out
         rows = self.rows
         if len(self.order) != len(self.writers):
             rows = self._reorder()
@@ -396,29 +409,35 @@ def fold_records(
         at += 1
 
 
-def _load_native_fold() -> NativeFold | None:
+NativeFold = Callable[
+    [ObjectState, list[Change], int, Mapping[Path, str], bytes, list[tuple[bytes, bytes]]], int
+]
+NativeEncode = Callable[[ObjectState], bytes | None]
+
+
+def _load_native_fold() -> tuple[NativeFold, NativeEncode] | None:
     try:
         import store._cchange as native  # type: ignore[import-not-found]  # noqa: PLC0415
     except ImportError:
         return None
-    native.configure_fold(ObjectState, resolve)
-    step: NativeFold = native.fold
-    return step
+    native.configure_fold(ObjectState, _compiled)
+    return native.fold, native.encode_state
 
 
-NativeFold = Callable[
-    [ObjectState, list[Change], int, Mapping[Path, str], bytes, list[tuple[bytes, bytes]]], int
-]
 _BUILT_FOLD = _load_native_fold()
-_native_fold = _BUILT_FOLD
+_native_fold: NativeFold | None = None
+_native_encode: NativeEncode | None = None
 
 
 def use_native_fold(on: bool) -> bool:
-    """Let `fold_records` use the C fold, if it was built (the default), or not (the Python
-    reference alone); returns whether it now does."""
-    global _native_fold  # noqa: PLW0603
-    _native_fold = _BUILT_FOLD if on else None
+    """Let `fold_records` and `ObjectState.encode` use the C fold and encoder, if they were
+    built (the default), or not (the Python reference alone); returns whether they now do."""
+    global _native_fold, _native_encode
+    _native_fold, _native_encode = _BUILT_FOLD if on and _BUILT_FOLD else (None, None)
     return _native_fold is not None
+
+
+use_native_fold(True)
 
 
 def fold(

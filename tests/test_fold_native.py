@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from typing import Any
 
 import msgpack
@@ -36,7 +37,7 @@ HPREFIX = b"Pod\0web\0"
 def native() -> Iterator[Callable[..., int]]:
     require(_fold._BUILT_FOLD is not None, "the C fold store/_cchange.c was not built")
     assert _fold._BUILT_FOLD is not None
-    yield _fold._BUILT_FOLD
+    yield _fold._BUILT_FOLD[0]
     _fold.use_native_fold(True)
 
 
@@ -266,3 +267,82 @@ def test_the_c_fold_keeps_no_memory_per_change(native: Callable[..., int]) -> No
     finally:
         tracemalloc.stop()
     assert grown < 4096, f"{grown} bytes kept after folding {200 * len(changes)} changes"
+
+
+def encoded_both_ways(state: ObjectState) -> tuple[bytes, bytes | None]:
+    """`state` encoded by the reference, and a copy of it by the C encoder (None: left to the
+    reference); both leave their state's row caches the same."""
+    copy = deepcopy(state)
+    assert _fold._BUILT_FOLD is not None
+    by_c = _fold._BUILT_FOLD[1](copy)
+    _fold.use_native_fold(False)
+    try:
+        by_python = state.encode()
+    finally:
+        _fold.use_native_fold(True)
+    if by_c is not None:
+        assert (copy.rows, copy.dirty, copy.order) == (state.rows, state.dirty, state.order)
+    return by_python, by_c
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=histories())
+def test_the_c_encoder_writes_the_state_record_the_reference_writes(
+    native: Callable[..., int], changes: list[Change]
+) -> None:
+    state = ObjectState("Pod", "web")
+    for at, change in enumerate(changes):
+        fold_records(state, [change], POD_RULES, HPREFIX, [])
+        if at % 3 != 1:  # now and then two changes between encodes
+            by_python, by_c = encoded_both_ways(state)
+            assert by_c is None or by_c == by_python
+
+
+def test_the_c_encoder_takes_rows_rewritten_in_place(native: Callable[..., int]) -> None:
+    state, _ = folded(plain_changes(2), use_c=False)
+    values: list[Any] = [-1, -33, -129, -40000, -(2**31) - 1, -(2**63), 2**64 - 1, 0.5, True]
+    values += [None, "é" * 40, [1, [-2, "x" * 300]], "y" * 70000]
+    for value in values:
+        state.fields[("spec", "replicas")] = value
+        state.dirty.append(("spec", "replicas"))
+        by_python, by_c = encoded_both_ways(state)
+        assert by_c == by_python, value
+
+
+def test_an_owner_named_after_the_object_is_filled_in_with_its_name_not_a_field(
+    native: Callable[..., int],
+) -> None:
+    # Node rules: everything is node:{name}'s. A field called "name" must not stand in for it.
+    rules = RULES["Node"]
+    writes = [
+        ("n1", 1, [Op("new", ()), Op("set", ("name",), "n2")]),
+        ("n2", 1, [Op("set", ("spec", "x"), 1)]),
+    ]
+    changes = [
+        make_change(
+            signer=SIGNER,
+            origin=origin,
+            seq=seq,
+            prev=ZERO_DIGEST,
+            kind="Node",
+            name="n1",
+            hlc=Hlc(1_800_000_000_000 + at, 0),
+            author=origin,
+            manager=f"node:{origin}",
+            ops=ops,
+        )
+        for at, (origin, seq, ops) in enumerate(writes)
+    ]
+    results: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []
+    for use_c in (False, True):
+        _fold.use_native_fold(use_c)
+        try:
+            state = ObjectState("Node", "n1")
+            records: list[tuple[bytes, bytes]] = []
+            fold_records(state, changes[:1], rules, b"Node\0n1\0", records)
+            fold_records(state, changes[1:], rules, b"Node\0n1\0", records)
+            results.append((state.encode(), records))
+        finally:
+            _fold.use_native_fold(True)
+    assert results[0] == results[1]
+    assert [msgpack.unpackb(r)[8] for _, r in results[1][1]] == [[], [["spec\0x", "node:n1"]]]
