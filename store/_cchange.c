@@ -62,8 +62,8 @@ static Py_ssize_t offsets[N_FIELDS];
  * one up. Direct-mapped and bounded (a newcomer replaces what shares its slot). Each value is
  * the reference's copy from its memo; a check depends only on the bytes, so an entry stays
  * right for good. */
-#define CACHE_SLOTS 4096 /* a power of two */
-#define CACHE_KEY_MAX 112
+#define CACHE_SLOTS 2048 /* a power of two; 2048 * 80 bytes, allocated on first use */
+#define CACHE_KEY_MAX 62 /* most paths, every usual id */
 typedef struct {
     uint64_t hash;
     PyObject *value;
@@ -537,9 +537,11 @@ static PyObject *configure(PyObject *self, PyObject *args) {
         }
     }
     if (slot_offsets(types[0], FIELDS, N_FIELDS, offsets) < 0) return NULL;
-    if (cache == NULL && (cache = calloc(CACHE_SLOTS, sizeof *cache)) == NULL)
-        return PyErr_NoMemory();
-    cache_clear();
+    if (cache == NULL) {
+        if ((cache = calloc(CACHE_SLOTS, sizeof *cache)) == NULL) return PyErr_NoMemory();
+    } else {
+        cache_clear();
+    }
     keep(&change_type, types[0]);
     keep(&op_type, types[1]);
     keep(&change_id_type, types[2]);

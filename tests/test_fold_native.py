@@ -149,7 +149,7 @@ def histories(draw: st.DrawFn) -> list[Change]:
     return sorted(out, key=lambda c: c.sort_key)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=histories())
 def test_the_c_fold_leaves_the_state_and_history_the_reference_leaves(
     native: Callable[..., int], changes: list[Change]
@@ -285,7 +285,7 @@ def encoded_both_ways(state: ObjectState) -> tuple[bytes, bytes | None]:
     return by_python, by_c
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=histories())
 def test_the_c_encoder_writes_the_state_record_the_reference_writes(
     native: Callable[..., int], changes: list[Change]
