@@ -22,6 +22,7 @@ FIGURES = (
     "gossip_apply_per_verify",
     "catchup_apply_changes_per_s",
     "catchup_apply_per_verify",
+    "gossip_paced_changes_per_s",
     "verify_each_changes_per_s",
     "history_10k_ms",
     "history_raw_scan_ms",
