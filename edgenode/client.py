@@ -36,9 +36,8 @@ def lab_name(given: str | None = None) -> str:
     return given or os.environ.get("EDGENODE_LAB") or DEFAULT_LAB
 
 
-def lab_socket(node: str, lab: str | None = None) -> str:
-    """The socket of node `node` of a lab on this machine (`edgenode lab`), or `ApiError`
-    (exit 2) naming the lab and its nodes when it has no such node."""
+def _lab_nodes(lab: str | None) -> tuple[str, str, list[str]]:
+    """(name, runtime folder, nodes) of a lab on this machine, or `ApiError` (exit 2)."""
     name = lab_name(lab)
     run = os.path.join(LAB_RUN_DIR, name)
     try:
@@ -57,12 +56,43 @@ def lab_socket(node: str, lab: str | None = None) -> str:
             f"lab {name!r}: {run}/lab.json is unreadable ({exc}); nothing was sent",
             EXIT_INVALID,
         ) from None
+    return name, run, nodes
+
+
+def lab_socket(node: str, lab: str | None = None) -> str:
+    """The socket of node `node` of a lab on this machine (`edgenode lab`), or `ApiError`
+    (exit 2) naming the lab and its nodes when it has no such node."""
+    name, run, nodes = _lab_nodes(lab)
     if node not in nodes:
         raise ApiError(
             f"lab {name!r} has no node {node!r}; its nodes: {', '.join(nodes)}; nothing was sent",
             EXIT_INVALID,
         )
     return os.path.join(run, f"{node}.sock")
+
+
+def lab_any_socket(lab: str | None = None) -> str:
+    """The socket of the first node of a lab, in the lab's order, whose daemon accepts a
+    connection: every node holds the same state and takes edits, so a verb given a lab but no
+    node talks to that one. `ApiError` (exit 3) when none answers, naming the lab's nodes."""
+    name, run, nodes = _lab_nodes(lab)
+    for node in nodes:
+        path = os.path.join(run, f"{node}.sock")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return path
+    raise ApiError(
+        f"lab {name!r}: none of its nodes' daemons answers ({', '.join(nodes)}); start one "
+        f"with `edgenode lab start NODE --lab {name}`, or name a node with --node; nothing "
+        "was sent",
+        EXIT_UNAVAILABLE,
+    )
 
 
 class Connection:

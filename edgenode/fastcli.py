@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenode._protocol import EXIT_INVALID, ApiError
-from edgenode.client import Connection, lab_socket
+from edgenode.client import Connection, lab_any_socket, lab_socket
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
 
@@ -219,12 +219,14 @@ def _socket(options: dict[str, list[str]]) -> str | None:
     """The socket the options name (None: the default); "" when the full CLI must explain."""
     sockets = options.get("--socket") or []
     nodes = options.get("--node") or []
-    if not nodes:
+    labs = options.get("--lab") or []
+    if not nodes and not labs:
         return sockets[-1] if sockets else None
     if sockets:
         return ""
     try:
-        labs = options.get("--lab") or []
+        if not nodes:
+            return lab_any_socket(labs[-1])
         return lab_socket(nodes[-1], labs[-1] if labs else None)
     except ApiError:
         return ""
@@ -238,7 +240,7 @@ def run(argv: Sequence[str]) -> int | None:
     verb, options, positionals = parsed
     socket = _socket(options)
     if socket == "":
-        return None  # --node and --socket, or a lab without that node: the full CLI says so
+        return None  # --socket with a lab's node, or no such node: the full CLI says so
     try:
         if verb == "get":
             output = (options.get("-o", []) + options.get("--output", []) or ["table"])[-1]

@@ -19,15 +19,17 @@ import click
 from click.core import ParameterSource
 
 from edgenode._protocol import EXIT_INVALID, EXIT_UNCONFIRMED, ApiError
-from edgenode.client import DEFAULT_STATE_DIR, Connection, lab_socket
+from edgenode.client import DEFAULT_STATE_DIR, Connection, lab_any_socket, lab_socket
 from edgenode.fastcli import OUTPUTS, dump, print_applied, print_objects, read_files, table
 
 # --node and --lab select a lab node's daemon (`edgenode lab`). Their eager callbacks (and
 # --state-dir's) note what was given in ctx.meta; --socket's callback, which runs after every
 # eager one, turns it into the socket. Precedence: --socket, then --node (from the command line,
-# and only without --state-dir, where --node names the node), then EDGENODE_SOCKET.
+# and only without --state-dir, where --node names the node), then --lab alone (from the
+# command line: the lab's first node that answers), then EDGENODE_SOCKET.
 _NODE = "edgenode.lab_node"
 _LAB = "edgenode.lab"
+_LAB_GIVEN = "edgenode.lab_given"
 _STATE_DIR = "edgenode.state_dir"
 _DAEMONS = ("up",)
 """Commands that are a daemon: their --socket is where they listen; no --node redirects it."""
@@ -44,16 +46,33 @@ def _remember(key: str, *, command_line_only: bool = False) -> Callable[..., Any
     return callback
 
 
+def _remember_lab(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    _remember(_LAB)(ctx, param, value)
+    if (
+        value is not None
+        and ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE
+    ):
+        ctx.meta[_LAB_GIVEN] = True
+    return value
+
+
 def _resolve_socket(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The socket a client verb talks to: --socket; a lab's node (--node, with --lab or its
+    default); a lab given on the command line alone: its first node that answers."""
     node = ctx.meta.get(_NODE)
-    if node is None or ctx.meta.get(_STATE_DIR) is not None:
+    if ctx.meta.get(_STATE_DIR) is not None or (node is None and not ctx.meta.get(_LAB_GIVEN)):
         return value
+    given = "--node" if node is not None else "--lab"
     if value is not None and ctx.get_parameter_source("socket_path") is ParameterSource.COMMANDLINE:
-        raise click.UsageError("--socket and --node both name a daemon; give one of them")
+        raise click.UsageError(f"--socket and {given} both name a daemon; give one of them")
     try:
+        if node is None:
+            return lab_any_socket(ctx.meta.get(_LAB))
         return lab_socket(str(node), ctx.meta.get(_LAB))
     except ApiError as exc:
-        raise click.BadParameter(exc.message, ctx=ctx, param_hint="'--node'") from None
+        if exc.exit != EXIT_INVALID:  # the lab exists, but no node of it answers
+            fail(ctx.info_name or "", exc)
+        raise click.BadParameter(exc.message, ctx=ctx, param_hint=f"'{given}'") from None
 
 
 _socket = click.option(
@@ -74,9 +93,10 @@ _lab = click.option(
     default=None,
     is_eager=True,
     expose_value=False,
-    callback=_remember(_LAB),
+    callback=_remember_lab,
     metavar="NAME",
-    help="With --node: the lab (default: lab).",
+    help="Talk to a lab (edgenode lab): with --node, that node (default lab: lab); alone, "
+    "the first of its nodes whose daemon answers.",
 )
 _lab_node = click.option(
     "--node",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from conftest import require
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from labkit import cut_off, link_local, named_lab, ping_tool_available, reaches, running_lab
 
-from edgenode import client, verbs
+from edgenode import client, fastcli, verbs
 from edgenode._protocol import ApiError
 from edgenode.fastcli import _parse
 from edgenode.lab import (
@@ -155,6 +156,45 @@ def test_socket_and_node_together_are_refused(lab_dir: Path) -> None:
     assert out.exit_code == 2 and "--socket and --node both name a daemon" in out.output
 
 
+def listening(path: Path) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    return server
+
+
+def test_a_lab_alone_names_its_first_node_whose_daemon_answers(lab_dir: Path) -> None:
+    run = lab_dir / "lab"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(run / "n1.sock"))  # left by a daemon that was killed: refuses connections
+    stale.close()
+    with listening(run / "n2.sock"), listening(run / "n3.sock"):
+        assert client.lab_any_socket("lab") == str(run / "n2.sock")
+        assert fastcli._socket({"--lab": ["lab"]}) == str(run / "n2.sock")
+    with pytest.raises(ApiError) as err:
+        client.lab_any_socket("lab")
+    assert err.value.exit == 69
+    assert "lab 'lab': none of its nodes' daemons answers (n1, n2, n3)" in err.value.message
+    assert "`edgenode lab start NODE --lab lab`" in err.value.message
+    out = CliRunner().invoke(verbs.get, ["nodes", "--lab", "lab"])
+    assert out.exit_code == 69 and "edgenode get: lab 'lab': none of its nodes'" in out.output
+
+
+def test_a_lab_in_the_environment_alone_leaves_the_verb_on_this_machines_daemon(
+    lab_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGENODE_LAB", "lab")
+    out = CliRunner().invoke(verbs.get, ["nodes", "--socket", str(lab_dir / "none.sock")])
+    assert out.exit_code != 0 and str(lab_dir / "none.sock") in out.output
+    assert "lab" not in out.output.replace(str(lab_dir), "")
+
+
+def test_socket_and_lab_together_are_refused(lab_dir: Path) -> None:
+    out = CliRunner().invoke(verbs.why, ["pod/x", "--lab", "lab", "--socket", "/s"])
+    assert out.exit_code == 2 and "--socket and --lab both name a daemon" in out.output
+    assert fastcli._socket({"--lab": ["lab"], "--socket": ["/s"]}) == ""
+
+
 def test_the_fast_path_takes_node_and_lab() -> None:
     assert _parse(["get", "pods", "--node", "n2", "--lab=x"]) == (
         "get",
@@ -229,6 +269,10 @@ def test_client_verbs_reach_a_lab_node_by_name(lab: Lab) -> None:
     assert "n2" in [n["metadata"]["name"] for n in json.loads(fast.stdout)]
     full = edgenode("describe", "node/n3", "--node", "n3", "--lab", lab.name)
     assert full.returncode == 0 and "n3" in full.stdout, full.stderr
+    alone = edgenode("get", "pods", "--lab", lab.name)  # the first node that answers: n1
+    whole = edgenode("describe", "node/n1", "--lab", lab.name)
+    assert alone.returncode == 0 and whole.returncode == 0, (alone.stderr, whole.stderr)
+    assert "n1" in whole.stdout
     unknown = edgenode("get", "nodes", "--node", "n9", "--lab", lab.name)
     assert unknown.returncode == 2
     assert f"lab '{lab.name}' has no node 'n9'; its nodes: n1, n2, n3" in unknown.stderr
