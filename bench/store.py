@@ -18,7 +18,8 @@ Figures (the JSON keys) and their references:
   Reference ``batch_apply_verify_each_changes_per_s``: one Ed25519 verification per change of
   the same envelopes (signature and body already extracted; a sample of 10,000), what checking
   every change would cost without the hash chain. ``batch_apply_per_verify`` is their ratio,
-  the figure that travels between machines: the issue's 50,000 changes/s were set where a
+  which moves less between machines than either figure (though not in step: Ed25519 and the
+  interpreter gain unequally from a faster CPU). The issue's 50,000 changes/s were set where a
   verification took about 0.13 ms, 6.5 times slower. Apply and reference alternate, a fresh
   receiver each round (3 rounds); each figure is the median of its rounds, the ratio the median
   of each round's ratio, so a machine whose speed drifts within minutes moves both alike.
