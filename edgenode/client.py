@@ -74,7 +74,8 @@ def lab_socket(node: str, lab: str | None = None) -> str:
 def lab_any_socket(lab: str | None = None) -> str:
     """The socket of the first node of a lab, in the lab's order, whose daemon accepts a
     connection: every node holds the same state and takes edits, so a verb given a lab but no
-    node talks to that one. `ApiError` (exit 3) when none answers, naming the lab's nodes."""
+    node talks to that one. `ApiError`: exit 69 when none answers, naming the lab's nodes;
+    exit 2 when there is no such lab."""
     name, run, nodes = _lab_nodes(lab)
     for node in nodes:
         path = os.path.join(run, f"{node}.sock")
