@@ -395,19 +395,6 @@ def in_batches(envelopes: Sequence[bytes], batch: int) -> list[Sequence[bytes]]:
     return [envelopes[i : i + batch] for i in range(0, len(envelopes), batch)]
 
 
-def apply_in_batches(store: Store, envelopes: Sequence[bytes], batch: int) -> float:
-    """Seconds to apply `envelopes` in slices of `batch`; every change must be new."""
-    applied = 0
-    gc.collect()
-    t0 = time.perf_counter()
-    for chunk in in_batches(envelopes, batch):
-        applied += len(store.apply_remote(chunk).applied)
-    elapsed = time.perf_counter() - t0
-    if applied != len(envelopes):
-        raise RuntimeError(f"applied {applied} of {len(envelopes)} changes")
-    return elapsed
-
-
 def catchup_chunks(envelopes: Sequence[bytes]) -> list[list[bytes]]:
     """The envelopes cut the way `Store.missing()` cuts a catch-up: CATCHUP_CHUNK_BYTES each."""
     chunks: list[list[bytes]] = [[]]
@@ -578,7 +565,7 @@ def bench_history(root: FsPath, sizes: Sizes, report: Report, rng: random.Random
     with open_store(root / "history", "rx") as store:
         for entry in work.key_entries():
             store.register_key(entry)
-        apply_in_batches(store, envelopes, sizes.batch)
+        apply_rate(remote_apply(store), in_batches(envelopes, sizes.batch))
         check_accepted(store, ["big"])
         env = store._env
         history_db = named_db(env, b"history")

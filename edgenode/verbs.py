@@ -47,12 +47,11 @@ def _remember(key: str, *, command_line_only: bool = False) -> Callable[..., Any
 
 
 def _remember_lab(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    _remember(_LAB)(ctx, param, value)
-    if (
-        value is not None
-        and ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE
-    ):
-        ctx.meta[_LAB_GIVEN] = True
+    """--lab from anywhere names the lab; from the command line it also picks a daemon."""
+    if value is not None:
+        ctx.meta[_LAB] = value
+        if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+            ctx.meta[_LAB_GIVEN] = True
     return value
 
 
